@@ -1,0 +1,123 @@
+"""TensorFlow backend. Works eagerly and inside ``tf.function`` (with or without
+``jit_compile``); the fused backward is ``tf.custom_gradient``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import tensorflow as tf
+
+from mlloss.ops import OpsBase
+
+
+class TensorflowOps(OpsBase):
+    name = "tensorflow"
+
+    # tensors in and out
+    def is_tensor(self, x: Any) -> bool:
+        return tf.is_tensor(x) or isinstance(x, tf.Variable)
+
+    def asarray(self, x: Any, dtype: str | None = None, like: Any = None) -> tf.Tensor:
+        out = tf.convert_to_tensor(x)
+        return out if dtype is None or out.dtype.name == dtype else tf.cast(out, dtype)
+
+    def to_numpy(self, x: Any) -> Any:
+        return x.numpy()
+
+    def dtype_name(self, x: Any) -> str:
+        return tf.as_dtype(x.dtype).name
+
+    def cast(self, x: Any, dtype: str) -> tf.Tensor:
+        return tf.cast(x, dtype)
+
+    def shape(self, x: Any) -> tuple[int, ...]:
+        return tuple(x.shape)
+
+    def arange(self, n: int, like: Any) -> tf.Tensor:
+        return tf.range(n, dtype=like.dtype)
+
+    def zeros_like(self, x):
+        return tf.zeros_like(x)
+
+    # element-wise
+    def exp(self, x):
+        return tf.math.exp(x)
+
+    def log(self, x):
+        return tf.math.log(x)
+
+    def log1p(self, x):
+        return tf.math.log1p(x)
+
+    def sigmoid(self, x):
+        return tf.math.sigmoid(x)
+
+    def log_sigmoid(self, x):
+        return tf.math.log_sigmoid(x)
+
+    def softplus(self, x):
+        return tf.math.softplus(x)
+
+    def abs(self, x):
+        return tf.math.abs(x)
+
+    def maximum(self, a, b):
+        return tf.math.maximum(a, b)
+
+    def minimum(self, a, b):
+        return tf.math.minimum(a, b)
+
+    def where(self, cond, a, b):
+        # a Python float would be converted to float32 whatever the other operand's dtype
+        if not tf.is_tensor(a):
+            a = tf.constant(a, dtype=b.dtype)
+        if not tf.is_tensor(b):
+            b = tf.constant(b, dtype=a.dtype)
+        return tf.where(cond, a, b)
+
+    def isfinite(self, x):
+        return tf.math.is_finite(x)
+
+    def stop_gradient(self, x):
+        return tf.stop_gradient(x)
+
+    # reductions
+    def sum(self, x, axis=None, keepdims=False):
+        return tf.math.reduce_sum(x, axis=axis, keepdims=keepdims)
+
+    def max(self, x, axis=None, keepdims=False):
+        return tf.math.reduce_max(x, axis=axis, keepdims=keepdims)
+
+    def any(self, x, axis=None, keepdims=False):
+        return tf.math.reduce_any(x, axis=axis, keepdims=keepdims)
+
+    def argmax(self, x, axis=-1):
+        return tf.math.argmax(x, axis=axis)
+
+    def expand_dims(self, x, axis):
+        return tf.expand_dims(x, axis)
+
+    # differentiation
+    def custom_vjp(self, value_fn: Callable[..., Any], vjp_fn: Callable[..., Any]):
+        def call(x, *consts):
+            @tf.custom_gradient
+            def fused(x):
+                def backward(g):
+                    return vjp_fn(g, x, *consts)
+
+                return value_fn(x, *consts), backward
+
+            return fused(x)
+
+        return call
+
+    def value_and_grad(self, f, x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = f(x)
+        grad = tape.gradient(value, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return value, grad
+
+
+ops = TensorflowOps()

@@ -1,0 +1,165 @@
+"""PyTorch backend. Tensors stay on the caller's device; the fused backward is an
+``autograd.Function`` (traceable by ``torch.compile(fullgraph=True)``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from mlloss.ops import OpsBase
+
+_DTYPES = {
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "int32": torch.int32,
+    "int64": torch.int64,
+    "bool": torch.bool,
+}
+
+
+class _Fused(torch.autograd.Function):
+    """A spec's value with its closed-form gradient as the backward. Only the inputs are saved
+    for backward (never an intermediate), so the forward's temporaries are freed at once."""
+
+    @staticmethod
+    def forward(value_fn, vjp_fn, x, *consts):
+        return value_fn(x, *consts)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, vjp_fn, *tensors = inputs
+        ctx.vjp_fn = vjp_fn
+        ctx.save_for_backward(*tensors)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, *consts = ctx.saved_tensors
+        return (None, None, ctx.vjp_fn(g, x, *consts), *(None for _ in consts))
+
+
+class TorchOps(OpsBase):
+    name = "torch"
+
+    # tensors in and out
+    def is_tensor(self, x: Any) -> bool:
+        return isinstance(x, torch.Tensor)
+
+    def asarray(self, x: Any, dtype: str | None = None, like: Any = None) -> torch.Tensor:
+        device = like.device if isinstance(like, torch.Tensor) else None
+        return torch.as_tensor(x, dtype=None if dtype is None else _DTYPES[dtype], device=device)
+
+    def to_numpy(self, x: torch.Tensor) -> Any:
+        x = x.detach().to("cpu")
+        if x.dtype == torch.bfloat16:
+            import ml_dtypes
+
+            return x.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        return x.numpy()
+
+    def dtype_name(self, x: torch.Tensor) -> str:
+        return str(x.dtype).removeprefix("torch.")
+
+    def cast(self, x: torch.Tensor, dtype: str) -> torch.Tensor:
+        return x.to(_DTYPES[dtype])
+
+    def shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        return tuple(x.shape)
+
+    def arange(self, n: int, like: Any) -> torch.Tensor:
+        return torch.arange(n, device=like.device)
+
+    def zeros_like(self, x):
+        return torch.zeros_like(x)
+
+    # element-wise
+    def exp(self, x):
+        return torch.exp(x)
+
+    def log(self, x):
+        return torch.log(x)
+
+    def log1p(self, x):
+        return torch.log1p(x)
+
+    def sigmoid(self, x):
+        return torch.sigmoid(x)
+
+    def log_sigmoid(self, x):
+        return torch.nn.functional.logsigmoid(x)
+
+    def softplus(self, x):
+        # F.softplus returns x itself above a fixed threshold of 20, an error of e^-20 that
+        # float64 sees; logaddexp is exact at every magnitude and smooth at 0.
+        return torch.logaddexp(x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+    def abs(self, x):
+        return torch.abs(x)
+
+    def maximum(self, a, b):
+        return torch.maximum(a, self._like(b, a))
+
+    def minimum(self, a, b):
+        return torch.minimum(a, self._like(b, a))
+
+    def where(self, cond, a, b):
+        return torch.where(cond, a, b)
+
+    def isfinite(self, x):
+        return torch.isfinite(x)
+
+    def stop_gradient(self, x):
+        return x.detach()
+
+    # reductions
+    def sum(self, x, axis=None, keepdims=False):
+        if axis is None:
+            return torch.sum(x)
+        return torch.sum(x, dim=axis, keepdim=keepdims)
+
+    def max(self, x, axis=None, keepdims=False):
+        if axis is None:
+            return torch.amax(x) if x.numel() else torch.tensor(-torch.inf, dtype=x.dtype)
+        if x.shape[axis] == 0:  # amax refuses an empty axis; the max of nothing is -inf
+            shape = list(x.shape)
+            shape[axis] = 1
+            out = torch.full(shape, -torch.inf, dtype=x.dtype, device=x.device)
+            return out if keepdims else out.squeeze(axis)
+        return torch.amax(x, dim=axis, keepdim=keepdims)
+
+    def any(self, x, axis=None, keepdims=False):
+        if axis is None:
+            return torch.any(x)
+        return torch.any(x, dim=axis, keepdim=keepdims)
+
+    def argmax(self, x, axis=-1):
+        return torch.argmax(x, dim=axis)
+
+    def expand_dims(self, x, axis):
+        return torch.unsqueeze(x, axis)
+
+    # differentiation
+    def custom_vjp(self, value_fn: Callable[..., Any], vjp_fn: Callable[..., Any]):
+        def fused(x, *consts):
+            return _Fused.apply(value_fn, vjp_fn, x, *consts)
+
+        return fused
+
+    def value_and_grad(self, f, x):
+        with torch.enable_grad():
+            leaf = x.detach().requires_grad_(True)
+            value = f(leaf)
+            if not value.requires_grad:
+                return value, torch.zeros_like(leaf)
+            (grad,) = torch.autograd.grad(value, leaf, grad_outputs=torch.ones_like(value))
+        return value.detach(), grad
+
+    @staticmethod
+    def _like(b, a):
+        return b if isinstance(b, torch.Tensor) else torch.tensor(b, dtype=a.dtype, device=a.device)
+
+
+ops = TorchOps()

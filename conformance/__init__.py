@@ -1,0 +1,1 @@
+"""The conformance suite: fixtures and the runner behind ``mlloss conform``."""

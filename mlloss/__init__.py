@@ -1,0 +1,31 @@
+"""mlloss: each classification loss defined once, run on NumPy, TensorFlow, PyTorch and JAX.
+
+>>> import mlloss
+>>> loss = mlloss.get("sigmoid_bce", backend="numpy", reduction="mean")
+>>> float(loss([[0.0, 2.0]], [[1, 0]]))  # doctest: +ELLIPSIS
+1.41...
+
+Importing mlloss imports no framework; a backend loads when it is first used.
+"""
+
+from mlloss import losses as _losses  # noqa: F401  (registers the catalog)
+from mlloss._version import __version__
+from mlloss.loss import REDUCTIONS, Loss, get
+from mlloss.ops import Ops
+from mlloss.registry import names, register, spec
+from mlloss.spec import LossSpec, Native, Param, Prepared
+
+__all__ = [
+    "REDUCTIONS",
+    "Loss",
+    "LossSpec",
+    "Native",
+    "Ops",
+    "Param",
+    "Prepared",
+    "__version__",
+    "get",
+    "names",
+    "register",
+    "spec",
+]

@@ -1,0 +1,321 @@
+"""``mlloss.get``: a spec made into a callable loss on a backend.
+
+One pipeline for every backend: check shapes and dtypes, compute in float32 for half
+precision (float64 stays float64), prepare the targets (missing labels masked), evaluate the
+spec (through the fused backward where the spec has a closed-form gradient), reduce, and cast
+back to the input's floating dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, Literal
+
+import numpy as np
+
+from mlloss import backends as _backends
+from mlloss import registry
+from mlloss.ops import Ops
+from mlloss.spec import LossSpec, Prepared
+
+Reduction = Literal["none", "sum", "mean"]
+REDUCTIONS: tuple[str, ...] = ("none", "sum", "mean")
+
+# half precision is computed in float32: its exp/log lose too much, and every framework's own
+# fused losses do the same
+_COMPUTE_DTYPE = {
+    "float16": "float32",
+    "bfloat16": "float32",
+    "float32": "float32",
+    "float64": "float64",
+}
+
+
+def _plain_python(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Keep TensorFlow's autograph from rewriting ``fn`` inside ``tf.function``.
+
+    mlloss has no control flow that depends on tensor values, so there is nothing to convert;
+    converting would only walk into importlib and warn. The attribute is the one
+    ``tf.autograph.experimental.do_not_convert`` sets, set here without importing TensorFlow.
+    """
+    fn.autograph_info__ = frozenset()  # type: ignore[attr-defined]
+    return fn
+
+
+class Loss:
+    """A loss from the catalog, bound to its parameters, a reduction and (optionally) a backend.
+
+    Call it as ``loss(logits, targets)``; ``loss.value_and_grad(logits, targets)`` returns the
+    value and its gradient with respect to the first argument. With ``backend=None`` the
+    backend is taken from the tensors' type at each call.
+    """
+
+    # a Loss object called inside tf.function is called as it is (see _plain_python)
+    autograph_info__ = frozenset()
+
+    def __init__(
+        self,
+        spec: LossSpec,
+        backend: str | None,
+        reduction: str,
+        params: Mapping[str, Any],
+        fused: bool = True,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.backend = backend
+        self.reduction = reduction
+        self.params = MappingProxyType(dict(params))
+        self.fused = fused and spec.grad is not None
+        if backend is not None:
+            _backends.load(backend)  # asked for by name: load now, not inside a compiled trace
+        # writable copies: torch shares memory with NumPy and warns on the read-only originals
+        self._per_class = {
+            k: np.array(v) for k, v in self.params.items() if _is_per_class(spec, k, v)
+        }
+        self._fused_fns: dict[str, Callable[..., Any]] = {}
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{k}={v!r}" for k, v in self.params.items() if v is not self.spec.param(k).default
+        )
+        extra = f", {shown}" if shown else ""
+        return (
+            f"mlloss.get({self.name!r}, backend={self.backend!r}, "
+            f"reduction={self.reduction!r}{extra})"
+        )
+
+    # public API -------------------------------------------------------------------------------
+
+    @_plain_python
+    def __call__(self, logits: Any, targets: Any) -> Any:
+        """The loss, reduced as asked, as a tensor of the backend's type and the input's dtype."""
+        ops, x, y = self._inputs(logits, targets)
+        return self._forward(ops, x, y, fused=self.fused)
+
+    @_plain_python
+    def value_and_grad(self, logits: Any, targets: Any) -> tuple[Any, Any]:
+        """``(value, d value / d logits)``. With ``reduction="none"`` the gradient is that of the
+        sum of the unreduced values (every entry's cotangent 1).
+
+        NumPy uses the spec's closed-form gradient; torch, TensorFlow and JAX differentiate the
+        loss as it runs (through the fused backward when there is one).
+        """
+        ops, x, y = self._inputs(logits, targets)
+        if ops.name != "numpy":
+            return ops.value_and_grad(lambda v: self._forward(ops, v, y, fused=self.fused), x)
+        if self.spec.grad is None:
+            raise NotImplementedError(
+                f"{self.name}: no closed-form gradient, and NumPy has no autodiff; "
+                f"use backend 'torch', 'tensorflow' or 'jax' for its gradient"
+            )
+        compute, xc, t, p = self._prepare(ops, x, y)
+        values = self.spec.value(ops, xc, t, p)
+        reduced = _reduce(ops, values, t.counted, self.reduction, compute)
+        upstream = _reduce_vjp(ops, values, t.counted, self.reduction, compute)
+        grad = self._vjp(ops, upstream, xc, t, p)
+        out_dtype = ops.dtype_name(x)
+        return ops.cast(reduced, out_dtype), ops.cast(grad, out_dtype)
+
+    @_plain_python
+    def decode(self, logits: Any, threshold: float | None = None) -> Any:
+        """Predicted labels, 0/1 (int32) in the logits' shape, by the loss's own rule.
+
+        ``logit_threshold``: ``sigmoid(x) > threshold`` (default 0.5), computed as
+        ``x > log(threshold / (1 - threshold))``; ``probability_threshold``: ``p > threshold``;
+        ``top1``: a one at the arg-max of each row (``threshold`` not used).
+        """
+        ops = _backends.load(self.backend or _backends.infer(logits))
+        x = ops.asarray(logits) if not ops.is_tensor(logits) else logits
+        rule = self.spec.decode
+        if rule == "top1":
+            if threshold is not None:
+                raise ValueError(f"{self.name}: decode rule 'top1' takes no threshold")
+            shape = ops.shape(x)
+            return ops.one_hot(ops.argmax(x, axis=-1), shape[-1], "int32")
+        t = 0.5 if threshold is None else threshold
+        if not 0.0 < t < 1.0:
+            raise ValueError(f"{self.name}: threshold expects a number in (0, 1); got {t!r}")
+        cut = math.log(t / (1.0 - t)) if rule == "logit_threshold" else t
+        return ops.cast(x > cut, "int32")
+
+    # the pipeline -----------------------------------------------------------------------------
+
+    def _inputs(self, logits: Any, targets: Any) -> tuple[Ops, Any, Any]:
+        if self.backend is None:
+            name = _backends.infer(logits, targets)
+        else:
+            name = self.backend
+            for role, value in (("logits", logits), ("targets", targets)):
+                kind = _backends.framework_of(value)
+                if kind not in (None, "numpy", name):
+                    raise TypeError(
+                        f"{self.name}: {role} is a {kind} tensor but the loss was created "
+                        f"with backend={name!r}"
+                    )
+        ops = _backends.load(name)
+        x = logits if ops.is_tensor(logits) else ops.asarray(logits)
+        dtype = ops.dtype_name(x)
+        if dtype not in _COMPUTE_DTYPE:
+            raise TypeError(
+                f"{self.name}: {self._first_arg} must be a floating-point tensor "
+                f"(float16, bfloat16, float32 or float64); got dtype {dtype}"
+            )
+        y = targets if ops.is_tensor(targets) else ops.asarray(targets, like=x)
+        self._check_shapes(ops, x, y)
+        return ops, x, y
+
+    @property
+    def _first_arg(self) -> str:
+        return "probabilities" if self.spec.input_kind == "probabilities" else "logits"
+
+    def _check_shapes(self, ops: Ops, x: Any, y: Any) -> None:
+        xs, ys = ops.shape(x), ops.shape(y)
+        if len(xs) < 1:
+            raise ValueError(
+                f"{self.name}: {self._first_arg} expects shape (..., C) with at least one axis; "
+                f"got a scalar"
+            )
+        if self.spec.target_kind == "class_index":
+            if ys != xs[:-1]:
+                raise ValueError(
+                    f"{self.name}: targets (class indices) expect shape {xs[:-1]} for "
+                    f"{self._first_arg} of shape {xs}; got {ys}"
+                )
+            if not ops.dtype_name(y).startswith(("int", "uint")):
+                raise TypeError(
+                    f"{self.name}: targets expect integer class indices; got dtype "
+                    f"{ops.dtype_name(y)}"
+                )
+        elif ys != xs:
+            raise ValueError(
+                f"{self.name}: targets expect the shape of {self._first_arg} {xs}; got {ys}"
+            )
+        for p in self.spec.params:
+            value = self.params[p.name]
+            if p.kind == "per_class" and value is not None and value.shape[0] != xs[-1]:
+                raise ValueError(
+                    f"{self.name}: parameter {p.name!r} expects {xs[-1]} entries (one per "
+                    f"class of {self._first_arg} {xs}); got {value.shape[0]}"
+                )
+
+    def _prepare(self, ops: Ops, x: Any, y: Any) -> tuple[str, Any, Prepared, dict[str, Any]]:
+        compute = _COMPUTE_DTYPE[ops.dtype_name(x)]
+        xc = ops.cast(x, compute) if ops.dtype_name(x) != compute else x
+        t = _prepare_targets(ops, self.spec, y, compute, self.params)
+        p = dict(self.params)
+        for name, array in self._per_class.items():
+            p[name] = ops.asarray(array, dtype=compute, like=xc)
+        return compute, xc, t, p
+
+    def _forward(self, ops: Ops, x: Any, y: Any, fused: bool) -> Any:
+        compute, xc, t, p = self._prepare(ops, x, y)
+        if fused:
+            tensors = tuple(self._per_class)
+            fn = self._fused_fn(ops, tensors)
+            values = fn(xc, t.y, t.mask, *(p[k] for k in tensors))
+        else:
+            values = self.spec.value(ops, xc, t, p)
+        out = _reduce(ops, values, t.counted, self.reduction, compute)
+        out_dtype = ops.dtype_name(x)
+        return ops.cast(out, out_dtype) if out_dtype != compute else out
+
+    def _fused_fn(self, ops: Ops, tensors: tuple[str, ...]) -> Callable[..., Any]:
+        """The spec's value with its closed-form gradient as the backward, built once a backend.
+
+        Its inputs are the logits, the prepared targets and mask, and the per-class parameter
+        tensors; the scalar parameters are fixed in the closure.
+        """
+        fn = self._fused_fns.get(ops.name)
+        if fn is not None:
+            return fn
+        spec, scalars = self.spec, {k: v for k, v in self.params.items() if k not in tensors}
+
+        def params(values: tuple[Any, ...]) -> dict[str, Any]:
+            return {**scalars, **dict(zip(tensors, values, strict=True))}
+
+        def value_fn(x: Any, y: Any, mask: Any, *values: Any) -> Any:
+            return spec.value(ops, x, Prepared(y, mask, None), params(values))
+
+        def vjp_fn(g: Any, x: Any, y: Any, mask: Any, *values: Any) -> Any:
+            return self._vjp(ops, g, x, Prepared(y, mask, None), params(values))
+
+        # dict.setdefault is atomic: threads racing on first use all get the same function
+        return self._fused_fns.setdefault(ops.name, ops.custom_vjp(value_fn, vjp_fn))
+
+    def _vjp(self, ops: Ops, g: Any, x: Any, t: Prepared, p: Mapping[str, Any]) -> Any:
+        assert self.spec.grad is not None
+        local = self.spec.grad(ops, x, t, p)
+        return (g if self.spec.per == "element" else ops.expand_dims(g, -1)) * local
+
+
+def get(
+    name: str,
+    backend: str | None = None,
+    reduction: str = "mean",
+    *,
+    fused: bool = True,
+    **params: Any,
+) -> Loss:
+    """The loss ``name`` with ``params``, ready to call as ``loss(logits, targets)``.
+
+    ``backend``: ``"numpy"``, ``"torch"``, ``"tensorflow"`` (``"tf"``), ``"jax"`` or ``None``
+    (inferred at each call from the tensors' type, importing nothing). ``reduction``:
+    ``"none"`` (the finest values the loss defines), ``"sum"``, or ``"mean"`` (the mean of what
+    ``"none"`` returns over the entries that are observed; 0 when none is). ``fused=False``
+    differentiates the formula with the framework's autodiff instead of the spec's closed-form
+    gradient (the two are proved equal by the tests). Unknown names, backends, reductions and
+    parameters, and parameter values out of range, raise ``ValueError``/``TypeError``.
+    """
+    spec = registry.spec(name)
+    if backend is not None:
+        backend = _backends.canonical(backend)
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"{spec.name}: unknown reduction {reduction!r}; valid reductions: "
+            f"{', '.join(REDUCTIONS)}"
+        )
+    if not isinstance(fused, bool):
+        raise TypeError(f"{spec.name}: fused expects True or False; got {fused!r}")
+    return Loss(spec, backend, reduction, spec.resolve_params(params), fused=fused)
+
+
+# helpers --------------------------------------------------------------------------------------
+
+
+def _is_per_class(spec: LossSpec, name: str, value: Any) -> bool:
+    return value is not None and spec.param(name).kind == "per_class"
+
+
+def _prepare_targets(
+    ops: Ops, spec: LossSpec, y: Any, compute: str, params: Mapping[str, Any]
+) -> Prepared:
+    """Missing labels masked: a negative multi-hot entry, or a class index equal to
+    ``ignore_index``. NaN targets are not treated as missing: NaN in gives NaN out."""
+    if spec.target_kind == "class_index":
+        mask = y != params["ignore_index"]
+        return Prepared(ops.where(mask, y, ops.zeros_like(y)), mask, mask)
+    y = ops.cast(y, compute) if ops.dtype_name(y) != compute else y
+    mask = ~(y < 0)
+    safe = ops.where(mask, y, 0.0)
+    counted = mask if spec.per == "element" else ops.any(mask, axis=-1)
+    return Prepared(safe, mask, counted)
+
+
+def _reduce(ops: Ops, values: Any, counted: Any, reduction: str, compute: str) -> Any:
+    if reduction == "none":
+        return values
+    total = ops.sum(values)
+    if reduction == "sum":
+        return total
+    return total / ops.maximum(ops.sum(ops.cast(counted, compute)), 1.0)
+
+
+def _reduce_vjp(ops: Ops, values: Any, counted: Any, reduction: str, compute: str) -> Any:
+    """The cotangent of the unreduced values for a cotangent of 1 on the reduced value."""
+    ones = ops.where(counted, 1.0, ops.zeros_like(values))
+    if reduction == "mean":
+        return ones / ops.maximum(ops.sum(ops.cast(counted, compute)), 1.0)
+    return ones

@@ -1,0 +1,193 @@
+"""Binary (per-class, independent) losses: ``sigmoid_bce`` on logits, ``bce`` on probabilities.
+
+Notation: x logits (..., C), y targets in [0, 1] (a negative entry is missing), s label
+smoothing, w per-class weights, p_w positive weights.
+"""
+
+from __future__ import annotations
+
+from mlloss.spec import LossSpec, Native, Param
+
+_LABEL_SMOOTHING_BINARY = Param(
+    "label_smoothing",
+    0.0,
+    "float",
+    "binary targets move toward 0.5: y (1 - s) + s / 2",
+    low=0.0,
+    high=1.0,
+)
+_CLASS_WEIGHT = Param(
+    "class_weight", None, "per_class", "a weight per class, multiplying its loss", optional=True
+)
+
+
+def smooth_binary(y, s):
+    """Binary label smoothing toward 0.5 (Keras's convention): ``y (1 - s) + s / 2``."""
+    return y if s == 0.0 else y * (1.0 - s) + 0.5 * s
+
+
+# sigmoid_bce ----------------------------------------------------------------------------------
+
+
+def _sigmoid_bce_coefficients(ops, t, p):
+    """(c1, c0, w): the loss is w [c1 softplus(-x) + c0 softplus(x)]."""
+    y = smooth_binary(t.y, p["label_smoothing"])
+    c1 = y if p["pos_weight"] is None else y * p["pos_weight"]
+    return c1, 1.0 - y, p["class_weight"]
+
+
+def sigmoid_bce_value(ops, x, t, p):
+    c1, c0, w = _sigmoid_bce_coefficients(ops, t, p)
+    # xmul: a zero coefficient contributes 0 even where softplus is infinite (x = -inf for c1,
+    # x = +inf for c0), so the limits at +-inf are exact instead of 0 * inf = NaN
+    loss = ops.xmul(c1, ops.softplus(-x)) + ops.xmul(c0, ops.softplus(x))
+    if w is not None:
+        loss = ops.xmul(w, loss)
+    return ops.where(t.mask, loss, 0.0)
+
+
+def sigmoid_bce_grad(ops, x, t, p):
+    c1, c0, w = _sigmoid_bce_coefficients(ops, t, p)
+    grad = c0 * ops.sigmoid(x) - c1 * ops.sigmoid(-x)
+    if w is not None:
+        grad = grad * w
+    return ops.where(t.mask, grad, 0.0)
+
+
+def sigmoid_bce_definition(ops, x, t, p):
+    c1, c0, w = _sigmoid_bce_coefficients(ops, t, p)
+    q = ops.sigmoid(x)
+    loss = -(c1 * ops.log(q) + c0 * ops.log(1.0 - q))
+    if w is not None:
+        loss = loss * w
+    return ops.where(t.mask, loss, 0.0)
+
+
+SIGMOID_BCE = LossSpec(
+    name="sigmoid_bce",
+    aliases=("sigmoid_cross_entropy", "binary_cross_entropy_with_logits"),
+    summary="Sigmoid binary cross-entropy on logits, each class independent (multi-label).",
+    formula=(
+        r"\ell_{ic} = w_c\left[p_c\, y'_{ic} \operatorname{softplus}(-x_{ic})"
+        r" + (1 - y'_{ic}) \operatorname{softplus}(x_{ic})\right],\quad"
+        r" y' = y(1 - s) + s/2"
+    ),
+    per="element",
+    input_kind="logits",
+    target_kind="multi_hot",
+    params=(
+        Param(
+            "pos_weight",
+            None,
+            "per_class",
+            "a weight per class on the positive term (broadcast over the last axis, as torch's)",
+            optional=True,
+        ),
+        _CLASS_WEIGHT,
+        _LABEL_SMOOTHING_BINARY,
+    ),
+    value=sigmoid_bce_value,
+    definition=sigmoid_bce_definition,
+    grad=sigmoid_bce_grad,
+    decode="logit_threshold",
+    natives=(
+        Native(
+            "torch",
+            "torch.nn.functional.binary_cross_entropy_with_logits",
+            "F.binary_cross_entropy_with_logits(x, y, weight=class_weight, "
+            "pos_weight=pos_weight, reduction=reduction)",
+            "no missing labels; no label smoothing",
+        ),
+        Native(
+            "tensorflow",
+            "tf.nn.sigmoid_cross_entropy_with_logits",
+            "tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=x)",
+            "unreduced; targets first as keywords",
+        ),
+        Native(
+            "jax",
+            "optax.sigmoid_binary_cross_entropy",
+            "optax.sigmoid_binary_cross_entropy(x, y)",
+            "unreduced",
+        ),
+    ),
+    references=(
+        "torch.nn.BCEWithLogitsLoss documentation (pos_weight semantics)",
+        "Szegedy et al., Rethinking the Inception Architecture, CVPR 2016 (label smoothing)",
+    ),
+)
+
+
+# bce ------------------------------------------------------------------------------------------
+
+
+def _bce_parts(ops, x, t, p):
+    eps = p["eps"]
+    return ops.clip(x, eps, 1.0 - eps), smooth_binary(t.y, p["label_smoothing"])
+
+
+def bce_value(ops, x, t, p):
+    q, y = _bce_parts(ops, x, t, p)
+    loss = -(ops.xlogy(y, q) + ops.xlogy(1.0 - y, 1.0 - q))
+    return ops.where(t.mask, loss, 0.0)
+
+
+def bce_grad(ops, x, t, p):
+    q, y = _bce_parts(ops, x, t, p)
+    eps = p["eps"]
+    inside = (x >= eps) & (x <= 1.0 - eps)  # the clip's declared subgradient: closed interval
+    grad = ops.xdivy(1.0 - y, 1.0 - q) - ops.xdivy(y, q)
+    return ops.where(t.mask & inside, grad, 0.0)
+
+
+def bce_definition(ops, x, t, p):
+    q, y = _bce_parts(ops, x, t, p)
+    return ops.where(t.mask, -(y * ops.log(q) + (1.0 - y) * ops.log(1.0 - q)), 0.0)
+
+
+BCE = LossSpec(
+    name="bce",
+    aliases=("binary_cross_entropy", "binary_crossentropy"),
+    summary="Binary cross-entropy on probabilities, clipped to [eps, 1 - eps] as Keras does.",
+    formula=(
+        r"\ell_{ic} = -\left[y'_{ic}\log q_{ic} + (1 - y'_{ic})\log(1 - q_{ic})\right],\quad"
+        r" q = \operatorname{clip}(p, \epsilon, 1 - \epsilon),\ y' = y(1 - s) + s/2"
+    ),
+    per="element",
+    input_kind="probabilities",
+    target_kind="multi_hot",
+    params=(
+        Param(
+            "eps",
+            1e-7,
+            "float",
+            "probabilities are clipped to [eps, 1 - eps] (Keras's epsilon is 1e-7)",
+            low=0.0,
+            high=0.5,
+            high_open=True,
+        ),
+        _LABEL_SMOOTHING_BINARY,
+    ),
+    value=bce_value,
+    definition=bce_definition,
+    grad=bce_grad,
+    decode="probability_threshold",
+    subgradients={
+        "clip": "the gradient passes on the closed interval [eps, 1 - eps] and is 0 outside"
+    },
+    natives=(
+        Native(
+            "keras",
+            "keras.losses.binary_crossentropy",
+            "keras.losses.binary_crossentropy(y, x, label_smoothing=label_smoothing)",
+            "Keras then averages over the last axis; its epsilon is keras.config.epsilon()",
+        ),
+        Native(
+            "torch",
+            "torch.nn.functional.binary_cross_entropy",
+            "F.binary_cross_entropy(x, y)",
+            "torch clamps each log at -100 instead of clipping the probabilities",
+        ),
+    ),
+    references=("keras.losses.binary_crossentropy documentation (clipping at epsilon)",),
+)

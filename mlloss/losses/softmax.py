@@ -1,0 +1,217 @@
+"""Softmax cross-entropy, with distribution (soft, one-hot or normalised multi-hot) targets and
+with integer class targets. One value per sample; classes whose label is missing are left out
+of the softmax itself (a masked logsumexp), so they add nothing to the loss or the gradient.
+"""
+
+from __future__ import annotations
+
+from mlloss.spec import LossSpec, Native, Param
+
+_LABEL_SMOOTHING = Param(
+    "label_smoothing",
+    0.0,
+    "float",
+    "the target distribution moves toward uniform: q (1 - s) + s / C",
+    low=0.0,
+    high=1.0,
+)
+_CLASS_WEIGHT = Param(
+    "class_weight",
+    None,
+    "per_class",
+    "a weight per class on its term of the cross-entropy (torch's weight)",
+    optional=True,
+)
+
+
+def _weighted(q, p):
+    return q if p["class_weight"] is None else q * p["class_weight"]
+
+
+def _cross_entropy(ops, x, qw, mask):
+    """-sum_c qw_c log softmax(x)_c over the classes in ``mask`` (all when mask is None)."""
+    log_z = ops.logsumexp(x, axis=-1, where=mask, keepdims=True)
+    terms = ops.xmul(qw, x - log_z)
+    if mask is not None:
+        terms = ops.where(mask, terms, 0.0)
+    return -ops.sum(terms, axis=-1)
+
+
+def _cross_entropy_grad(ops, x, qw, mask):
+    """d/dx_j of the above: softmax_j sum_c qw_c - qw_j (0 on masked classes)."""
+    log_p = x - ops.logsumexp(x, axis=-1, where=mask, keepdims=True)
+    if mask is not None:  # masked classes get probability 0, even in a row with none observed
+        log_p = ops.where(mask, log_p, float("-inf"))
+    return ops.exp(log_p) * ops.sum(qw, axis=-1, keepdims=True) - qw
+
+
+def _naive_cross_entropy(ops, x, qw, mask):
+    e = ops.exp(x) if mask is None else ops.where(mask, ops.exp(x), 0.0)
+    softmax = e / ops.sum(e, axis=-1, keepdims=True)
+    terms = qw * ops.log(softmax)
+    if mask is not None:
+        terms = ops.where(mask, terms, 0.0)
+    return -ops.sum(terms, axis=-1)
+
+
+# softmax_ce -----------------------------------------------------------------------------------
+
+
+def _distribution(ops, t, p):
+    """The target distribution over the observed classes, normalised and smoothed as asked."""
+    q = t.y
+    if p["normalize_targets"]:
+        n = ops.sum(q, axis=-1, keepdims=True)
+        q = q / ops.where(n > 0, n, 1.0)  # a row with no label stays all zero
+    s = p["label_smoothing"]
+    if s:
+        observed = ops.sum(ops.where(t.mask, 1.0, ops.zeros_like(q)), axis=-1, keepdims=True)
+        q = q * (1.0 - s) + ops.where(t.mask, s / ops.maximum(observed, 1.0), 0.0)
+    return _weighted(q, p)
+
+
+def softmax_ce_value(ops, x, t, p):
+    return _cross_entropy(ops, x, _distribution(ops, t, p), t.mask)
+
+
+def softmax_ce_grad(ops, x, t, p):
+    return _cross_entropy_grad(ops, x, _distribution(ops, t, p), t.mask)
+
+
+def softmax_ce_definition(ops, x, t, p):
+    return _naive_cross_entropy(ops, x, _distribution(ops, t, p), t.mask)
+
+
+SOFTMAX_CE = LossSpec(
+    name="softmax_ce",
+    aliases=("softmax_cross_entropy", "categorical_crossentropy"),
+    summary=(
+        "Softmax cross-entropy against a target distribution; normalize_targets makes a "
+        "multi-hot row a distribution first."
+    ),
+    formula=(
+        r"\ell_i = -\sum_c w_c\, q_{ic} \log \operatorname{softmax}(x_i)_c,\quad"
+        r" q = (1 - s)\,\frac{y}{\text{normalize}\ ?\ \sum_c y_{ic} : 1} + \frac{s}{C}"
+    ),
+    per="sample",
+    input_kind="logits",
+    target_kind="multi_hot",
+    params=(
+        _LABEL_SMOOTHING,
+        Param(
+            "normalize_targets",
+            False,
+            "bool",
+            "divide each multi-hot row by its number of labels first (a row with none stays 0)",
+        ),
+        _CLASS_WEIGHT,
+    ),
+    value=softmax_ce_value,
+    definition=softmax_ce_definition,
+    grad=softmax_ce_grad,
+    decode="top1",
+    natives=(
+        Native(
+            "torch",
+            "torch.nn.functional.cross_entropy",
+            "F.cross_entropy(x, y, weight=class_weight, label_smoothing=label_smoothing, "
+            "reduction=reduction)",
+            "probability targets; torch's mean divides by N",
+        ),
+        Native(
+            "tensorflow",
+            "tf.nn.softmax_cross_entropy_with_logits",
+            "tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=x)",
+            "unreduced; no smoothing or weights",
+        ),
+        Native(
+            "jax",
+            "optax.softmax_cross_entropy",
+            "optax.softmax_cross_entropy(x, y)",
+            "unreduced; no smoothing or weights",
+        ),
+    ),
+    references=("Szegedy et al., Rethinking the Inception Architecture, CVPR 2016",),
+    notes=(
+        "Missing labels (-1) remove their class from the softmax for that sample. A row with "
+        "every label missing contributes 0 and is left out of the mean. Label smoothing is "
+        "uniform over the observed classes."
+    ),
+)
+
+
+# sparse_softmax_ce ----------------------------------------------------------------------------
+
+
+def _sparse_distribution(ops, x, t, p):
+    num_classes = ops.shape(x)[-1]
+    q = ops.one_hot(t.y, num_classes, ops.dtype_name(x))
+    s = p["label_smoothing"]
+    if s:
+        q = q * (1.0 - s) + s / num_classes
+    return _weighted(q, p)
+
+
+def sparse_softmax_ce_value(ops, x, t, p):
+    loss = _cross_entropy(ops, x, _sparse_distribution(ops, x, t, p), None)
+    return ops.where(t.mask, loss, 0.0)
+
+
+def sparse_softmax_ce_grad(ops, x, t, p):
+    grad = _cross_entropy_grad(ops, x, _sparse_distribution(ops, x, t, p), None)
+    return ops.where(ops.expand_dims(t.mask, -1), grad, 0.0)
+
+
+def sparse_softmax_ce_definition(ops, x, t, p):
+    loss = _naive_cross_entropy(ops, x, _sparse_distribution(ops, x, t, p), None)
+    return ops.where(t.mask, loss, 0.0)
+
+
+SPARSE_SOFTMAX_CE = LossSpec(
+    name="sparse_softmax_ce",
+    aliases=("sparse_softmax_cross_entropy", "sparse_categorical_crossentropy"),
+    summary="Softmax cross-entropy against integer class indices (one label per sample).",
+    formula=(
+        r"\ell_i = -\sum_c w_c\, q_{ic} \log \operatorname{softmax}(x_i)_c,\quad"
+        r" q_i = (1 - s)\,\mathrm{onehot}(y_i) + \frac{s}{C}"
+    ),
+    per="sample",
+    input_kind="logits",
+    target_kind="class_index",
+    params=(
+        Param(
+            "ignore_index",
+            -100,
+            "int",
+            "samples whose target equals it add nothing and are left out of the mean",
+        ),
+        _LABEL_SMOOTHING,
+        _CLASS_WEIGHT,
+    ),
+    value=sparse_softmax_ce_value,
+    definition=sparse_softmax_ce_definition,
+    grad=sparse_softmax_ce_grad,
+    decode="top1",
+    natives=(
+        Native(
+            "torch",
+            "torch.nn.functional.cross_entropy",
+            "F.cross_entropy(x, y, weight=class_weight, ignore_index=ignore_index, "
+            "label_smoothing=label_smoothing, reduction='none')",
+            "torch's weighted mean divides by the sum of the targets' weights, not by the count",
+        ),
+        Native(
+            "tensorflow",
+            "tf.nn.sparse_softmax_cross_entropy_with_logits",
+            "tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=x)",
+            "unreduced; no ignore_index, smoothing or weights",
+        ),
+        Native(
+            "jax",
+            "optax.softmax_cross_entropy_with_integer_labels",
+            "optax.softmax_cross_entropy_with_integer_labels(x, y)",
+            "unreduced",
+        ),
+    ),
+    references=("torch.nn.CrossEntropyLoss documentation (label smoothing with weights)",),
+)

@@ -1,0 +1,126 @@
+"""The small namespace of primitives every spec is written against.
+
+Each backend (``mlloss.backends.numpy``, ``.torch``, ``.tensorflow``, ``.jax``) subclasses
+:class:`OpsBase` and implements the primitives of :class:`Ops`; the composites here
+(masked logsumexp, ``xlogy``, ``clip`` with its declared subgradient, one-hot) are written once
+over those primitives, so every backend follows the same conventions at the edges.
+
+Arithmetic (``+ - * /``, comparisons, ``& | ~`` on masks) uses each framework's own operators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+Tensor = Any
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+
+
+@runtime_checkable
+class Ops(Protocol):
+    """What a backend provides. Every method works on the backend's own tensors."""
+
+    name: str
+
+    # tensors in and out
+    def is_tensor(self, x: Any) -> bool: ...
+    def asarray(self, x: Any, dtype: str | None = None, like: Tensor | None = None) -> Tensor: ...
+    def to_numpy(self, x: Tensor) -> Any: ...
+    def dtype_name(self, x: Tensor) -> str: ...
+    def cast(self, x: Tensor, dtype: str) -> Tensor: ...
+    def shape(self, x: Tensor) -> tuple[int, ...]: ...
+    def arange(self, n: int, like: Tensor) -> Tensor: ...
+    def zeros_like(self, x: Tensor) -> Tensor: ...
+
+    # element-wise
+    def exp(self, x: Tensor) -> Tensor: ...
+    def log(self, x: Tensor) -> Tensor: ...
+    def log1p(self, x: Tensor) -> Tensor: ...
+    def sigmoid(self, x: Tensor) -> Tensor: ...
+    def log_sigmoid(self, x: Tensor) -> Tensor: ...
+    def softplus(self, x: Tensor) -> Tensor: ...
+    def abs(self, x: Tensor) -> Tensor: ...
+    def maximum(self, a: Tensor, b: Tensor | float) -> Tensor: ...
+    def minimum(self, a: Tensor, b: Tensor | float) -> Tensor: ...
+    def where(self, cond: Tensor, a: Tensor | float, b: Tensor | float) -> Tensor:
+        """Element-wise select; a Python float takes the dtype of the other operand."""
+        ...
+
+    def isfinite(self, x: Tensor) -> Tensor: ...
+    def stop_gradient(self, x: Tensor) -> Tensor: ...
+
+    # reductions
+    def sum(self, x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor: ...
+    def max(self, x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor: ...
+    def any(self, x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor: ...
+    def argmax(self, x: Tensor, axis: int = -1) -> Tensor: ...
+    def expand_dims(self, x: Tensor, axis: int) -> Tensor: ...
+
+    # differentiation
+    def custom_vjp(
+        self, value_fn: Callable[..., Tensor], vjp_fn: Callable[..., Tensor]
+    ) -> Callable[..., Tensor]: ...
+    def value_and_grad(self, f: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor]: ...
+
+    # composites (OpsBase writes these once)
+    def logsumexp(
+        self, x: Tensor, axis: int = -1, where: Tensor | None = None, keepdims: bool = False
+    ) -> Tensor: ...
+    def xlogy(self, a: Tensor, b: Tensor) -> Tensor: ...
+    def xmul(self, a: Tensor, b: Tensor) -> Tensor: ...
+    def xdivy(self, a: Tensor, b: Tensor) -> Tensor: ...
+    def clip(self, x: Tensor, lo: float, hi: float) -> Tensor: ...
+    def one_hot(self, index: Tensor, num_classes: int, dtype: str) -> Tensor: ...
+
+
+class OpsBase:
+    """Composites shared by every backend, written over the primitives of :class:`Ops`."""
+
+    name = "base"
+
+    def logsumexp(self, x, axis=-1, where=None, keepdims=False):
+        """``log sum_{j: where_j} exp(x_j)`` along ``axis``; ``-inf`` where nothing is selected.
+
+        Masked entries are replaced before ``exp`` (not after), so they add neither overflow nor
+        a NaN gradient. The shift ``m`` is a constant for differentiation (it cancels exactly);
+        an infinite maximum is not used as a shift, so ``+inf`` in gives ``+inf`` out.
+        """
+        if where is not None:
+            x = self.where(where, x, float("-inf"))
+        m = self.stop_gradient(self.max(x, axis=axis, keepdims=True))
+        m = self.where(self.isfinite(m), m, 0.0)
+        total = self.sum(self.exp(x - m), axis=axis, keepdims=True)
+        # an empty selection sums to 0: its log is -inf, reached without a 0 * inf gradient
+        empty = total == 0
+        out = self.where(empty, float("-inf"), self.log(self.where(empty, 1.0, total))) + m
+        return out if keepdims else self.sum(out, axis=axis)
+
+    def xlogy(self, a, b):
+        """``a * log(b)``, defined as 0 where ``a == 0`` (``log`` then never sees a NaN-maker)."""
+        zero = a == 0
+        return self.where(zero, 0.0, a * self.log(self.where(zero, 1.0, b)))
+
+    def xmul(self, a, b):
+        """``a * b``, defined as 0 where ``a == 0`` even when ``b`` is infinite."""
+        zero = a == 0
+        return self.where(zero, 0.0, a * self.where(zero, 1.0, b))
+
+    def xdivy(self, a, b):
+        """``a / b``, defined as 0 where ``a == 0`` even when ``b`` is 0."""
+        zero = a == 0
+        return self.where(zero, 0.0, a / self.where(zero, 1.0, b))
+
+    def clip(self, x, lo, hi):
+        """``x`` clipped to ``[lo, hi]``.
+
+        Declared subgradient: 1 on the closed interval (the bounds included), 0 outside. The
+        frameworks' own clips disagree exactly at the bounds; this one is the same everywhere.
+        """
+        return self.where(x < lo, lo, self.where(x > hi, hi, x))
+
+    def one_hot(self, index, num_classes, dtype):
+        """Rows of ``num_classes`` with a 1 at ``index``; all zeros for an index out of range."""
+        hit = self.expand_dims(index, -1) == self.arange(num_classes, like=index)
+        return self.cast(hit, dtype)
