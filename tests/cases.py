@@ -1,0 +1,64 @@
+"""Inputs and parameter settings shared by the tests: every registered loss at several
+parameter settings, on random logits with soft and missing labels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import mlloss
+
+N, C = 6, 5
+
+PARAM_SETS: dict[str, list[dict]] = {
+    "sigmoid_bce": [
+        {},
+        {"pos_weight": [1.0, 2.0, 0.5, 3.0, 0.0]},
+        {"class_weight": [1.0, 0.0, 2.0, 1.0, 0.5], "label_smoothing": 0.1},
+        {"pos_weight": [2.0, 1.0, 1.0, 4.0, 1.0], "class_weight": [1, 2, 3, 4, 5]},
+    ],
+    "bce": [{}, {"eps": 1e-3, "label_smoothing": 0.2}, {"eps": 0.0}],
+    "softmax_ce": [
+        {},
+        {"normalize_targets": True},
+        {"label_smoothing": 0.1, "class_weight": [1.0, 2.0, 0.5, 1.0, 0.0]},
+        {"normalize_targets": True, "label_smoothing": 0.3},
+    ],
+    "sparse_softmax_ce": [
+        {},
+        {"label_smoothing": 0.1},
+        {"class_weight": [1.0, 2.0, 0.5, 1.0, 3.0], "ignore_index": -1},
+        {"class_weight": [1.0, 2.0, 0.5, 1.0, 3.0], "label_smoothing": 0.2},
+    ],
+}
+
+
+def settings():
+    """(loss name, params) for every registered loss and setting; a loss with no setting
+    listed here fails the test that checks coverage."""
+    return [(name, params) for name in mlloss.names() for params in PARAM_SETS.get(name, [])]
+
+
+def setting_id(value) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}={v}" for k, v in value.items()) or "defaults"
+    return str(value)
+
+
+def inputs(name: str, params: dict, seed: int = 0, missing: bool = True, n: int = N, c: int = C):
+    """(predictions, targets) as float64 / int64 NumPy arrays for the loss ``name``."""
+    spec = mlloss.spec(name)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(scale=3.0, size=(n, c))
+    if spec.input_kind == "probabilities":
+        x = 1.0 / (1.0 + np.exp(-x))
+    if spec.target_kind == "class_index":
+        y = rng.integers(0, c, size=n)
+        if missing and n > 1:
+            y[1] = params.get("ignore_index", -100)
+        return x, y
+    y = (rng.random((n, c)) < 0.4).astype(np.float64)
+    y[rng.random((n, c)) < 0.2] = 0.3  # soft labels
+    if missing and n > 2:
+        y[0, 1] = -1.0  # one missing label
+        y[2, :] = -1.0  # a row with every label missing
+    return x, y
