@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import itertools
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -21,24 +23,39 @@ _DTYPES = {
 }
 
 
+class _FusedPair:
+    """A spec's value and its closed-form vector-Jacobian product."""
+
+    __slots__ = ("__weakref__", "value_fn", "vjp_fn")
+
+    def __init__(self, value_fn: Callable[..., Any], vjp_fn: Callable[..., Any]) -> None:
+        self.value_fn = value_fn
+        self.vjp_fn = vjp_fn
+
+
+# The formulas reach the Function through a module-level table and a constant key, so that
+# torch.compile traces them from a known source (a class made per loss, or formulas passed as
+# arguments, are not traceable; nor is a WeakValueDictionary). An entry is removed when the
+# function that uses it is collected.
+_fused_pairs: dict[int, _FusedPair] = {}
+_keys = itertools.count()
+
+
 class _Fused(torch.autograd.Function):
-    """A spec's value with its closed-form gradient as the backward. Only the inputs are saved
-    for backward (never an intermediate), so the forward's temporaries are freed at once."""
+    """The spec's value in forward, its closed-form gradient in backward. Only the inputs are
+    saved for backward, never an intermediate."""
 
     @staticmethod
-    def forward(value_fn, vjp_fn, x, *consts):
-        return value_fn(x, *consts)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output):
-        _, vjp_fn, *tensors = inputs
-        ctx.vjp_fn = vjp_fn
-        ctx.save_for_backward(*tensors)
+    def forward(ctx, key, x, *consts):
+        ctx.key = key
+        ctx.save_for_backward(x, *consts)
+        return _fused_pairs[key].value_fn(x, *consts)
 
     @staticmethod
     def backward(ctx, g):
         x, *consts = ctx.saved_tensors
-        return (None, None, ctx.vjp_fn(g, x, *consts), *(None for _ in consts))
+        grad = _fused_pairs[ctx.key].vjp_fn(g, x, *consts)
+        return (None, grad, *(None for _ in consts))
 
 
 class TorchOps(OpsBase):
@@ -143,9 +160,18 @@ class TorchOps(OpsBase):
 
     # differentiation
     def custom_vjp(self, value_fn: Callable[..., Any], vjp_fn: Callable[..., Any]):
-        def fused(x, *consts):
-            return _Fused.apply(value_fn, vjp_fn, x, *consts)
+        pair = _FusedPair(value_fn, vjp_fn)
+        key = next(_keys)
+        _fused_pairs[key] = pair
 
+        def fused(x, *consts):
+            if not (x.requires_grad and torch.is_grad_enabled()):
+                # nothing to differentiate: no Function node (and dynamo traces this path
+                # without the Function, which it mis-traces when no input needs a gradient)
+                return value_fn(x, *consts)
+            return _Fused.apply(key, x, *consts)
+
+        weakref.finalize(fused, _fused_pairs.pop, key, None)
         return fused
 
     def value_and_grad(self, f, x):

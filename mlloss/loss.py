@@ -69,13 +69,17 @@ class Loss:
         self.reduction = reduction
         self.params = MappingProxyType(dict(params))
         self.fused = fused and spec.grad is not None
-        if backend is not None:
-            _backends.load(backend)  # asked for by name: load now, not inside a compiled trace
         # writable copies: torch shares memory with NumPy and warns on the read-only originals
         self._per_class = {
             k: np.array(v) for k, v in self.params.items() if _is_per_class(spec, k, v)
         }
         self._fused_fns: dict[str, Callable[..., Any]] = {}
+        if backend is not None:
+            # asked for by name: load and build now, not inside a compiled trace (where
+            # neither an import nor a class statement can run)
+            ops = _backends.load(backend)
+            if self.fused:
+                self._fused_fn(ops)
 
     def __repr__(self) -> str:
         shown = ", ".join(
@@ -213,16 +217,15 @@ class Loss:
     def _forward(self, ops: Ops, x: Any, y: Any, fused: bool) -> Any:
         compute, xc, t, p = self._prepare(ops, x, y)
         if fused:
-            tensors = tuple(self._per_class)
-            fn = self._fused_fn(ops, tensors)
-            values = fn(xc, t.y, t.mask, *(p[k] for k in tensors))
+            fn = self._fused_fn(ops)
+            values = fn(xc, t.y, t.mask, *(p[k] for k in self._per_class))
         else:
             values = self.spec.value(ops, xc, t, p)
         out = _reduce(ops, values, t.counted, self.reduction, compute)
         out_dtype = ops.dtype_name(x)
         return ops.cast(out, out_dtype) if out_dtype != compute else out
 
-    def _fused_fn(self, ops: Ops, tensors: tuple[str, ...]) -> Callable[..., Any]:
+    def _fused_fn(self, ops: Ops) -> Callable[..., Any]:
         """The spec's value with its closed-form gradient as the backward, built once a backend.
 
         Its inputs are the logits, the prepared targets and mask, and the per-class parameter
@@ -231,6 +234,7 @@ class Loss:
         fn = self._fused_fns.get(ops.name)
         if fn is not None:
             return fn
+        tensors = tuple(self._per_class)
         spec, scalars = self.spec, {k: v for k, v in self.params.items() if k not in tensors}
 
         def params(values: tuple[Any, ...]) -> dict[str, Any]:
