@@ -209,6 +209,10 @@ class Loss:
         compute = _COMPUTE_DTYPE[ops.dtype_name(x)]
         xc = ops.cast(x, compute) if ops.dtype_name(x) != compute else x
         t = _prepare_targets(ops, self.spec, y, compute, self.params)
+        # a logit whose label is missing never reaches the formula: whatever it is (NaN, inf),
+        # it adds nothing to the value or, through this where, to any gradient path
+        observed = t.mask if self.spec.target_kind == "multi_hot" else ops.expand_dims(t.mask, -1)
+        xc = ops.where(observed, xc, 0.0)
         p = dict(self.params)
         for name, array in self._per_class.items():
             p[name] = ops.asarray(array, dtype=compute, like=xc)

@@ -68,6 +68,7 @@ class Ops(Protocol):
     def logsumexp(
         self, x: Tensor, axis: int = -1, where: Tensor | None = None, keepdims: bool = False
     ) -> Tensor: ...
+    def log_softmax(self, x: Tensor, axis: int = -1, where: Tensor | None = None) -> Tensor: ...
     def xlogy(self, a: Tensor, b: Tensor) -> Tensor: ...
     def xmul(self, a: Tensor, b: Tensor) -> Tensor: ...
     def xdivy(self, a: Tensor, b: Tensor) -> Tensor: ...
@@ -96,6 +97,23 @@ class OpsBase:
         empty = total == 0
         out = self.where(empty, float("-inf"), self.log(self.where(empty, 1.0, total))) + m
         return out if keepdims else self.sum(out, axis=axis)
+
+    def log_softmax(self, x, axis=-1, where=None):
+        """``x - logsumexp(x)`` along ``axis`` over the entries in ``where`` (``-inf`` elsewhere).
+
+        Rows whose maximum is infinite get their limits instead of ``inf - inf = NaN``: when
+        ``k`` entries are ``+inf`` they get ``-log k`` and the rest ``-inf``. (There the
+        framework's autodiff sees constants; the fused backward gives the limit gradient.)
+        """
+        if where is not None:
+            x = self.where(where, x, float("-inf"))
+        m = self.stop_gradient(self.max(x, axis=axis, keepdims=True))
+        finite = self.isfinite(m)
+        shifted = x - self.where(finite, m, 0.0)
+        limit = self.where(x == m, self.zeros_like(x), float("-inf"))
+        shifted = self.where(finite, shifted, limit)
+        out = shifted - self.log(self.sum(self.exp(shifted), axis=axis, keepdims=True))
+        return out if where is None else self.where(where, out, float("-inf"))
 
     def xlogy(self, a, b):
         """``a * log(b)``, defined as 0 where ``a == 0`` (``log`` then never sees a NaN-maker)."""

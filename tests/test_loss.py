@@ -326,3 +326,48 @@ def test_loss_repr_shows_what_was_asked():
 
 def test_prepared_targets_record_is_public():
     assert Prepared(1, 2, 3).counted == 3
+
+
+def _gradient_paths():
+    """(backend, fused) for every gradient path: NumPy has only its closed form."""
+    return [
+        pytest.param(b.values[0], fused, marks=b.marks, id=f"{b.values[0]}-{path}")
+        for b in backend_params()
+        for fused, path in ((True, "fused"), (False, "autodiff"))
+        if fused or b.values[0] != "numpy"
+    ]
+
+
+LOGIT_SETTINGS = [(n, p) for n, p in SETTINGS if mlloss.spec(n).input_kind == "logits"]
+
+
+@pytest.mark.parametrize(("backend", "fused"), _gradient_paths())
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize(
+    ("name", "params"), LOGIT_SETTINGS, ids=[f"{n}[{setting_id(p)}]" for n, p in LOGIT_SETTINGS]
+)
+def test_a_non_finite_logit_at_a_missing_label_changes_nothing(name, params, bad, backend, fused):
+    x, y = inputs(name, params, seed=7)
+    spec = mlloss.spec(name)
+    moved = x.copy()
+    if spec.target_kind == "class_index":
+        moved[y == mlloss.get(name, **params).params["ignore_index"]] = bad
+    else:
+        moved[y < 0] = bad
+    loss = mlloss.get(name, backend=backend, reduction="mean", fused=fused, **params)
+    clean = loss.value_and_grad(to_backend(backend, x), to_backend(backend, y))
+    dirty = loss.value_and_grad(to_backend(backend, moved), to_backend(backend, y))
+    for a, b in zip(clean, dirty, strict=True):
+        np.testing.assert_array_equal(to_numpy(backend, a), to_numpy(backend, b))
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_softmax_with_infinite_logits_gives_the_limit(backend):
+    x = np.array([[np.inf, 0.0, 1.0], [np.inf, np.inf, 0.0], [-np.inf, 0.0, 0.0]])
+    y = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.5, 0.5]])
+    loss = mlloss.get("softmax_ce", backend=backend, reduction="none")
+    value, grad = loss.value_and_grad(to_backend(backend, x), to_backend(backend, y))
+    np.testing.assert_allclose(to_numpy(backend, value), [0.0, np.log(2.0), np.log(2.0)])
+    np.testing.assert_allclose(
+        to_numpy(backend, grad), [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]], atol=1e-15
+    )

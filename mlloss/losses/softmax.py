@@ -30,19 +30,16 @@ def _weighted(q, p):
 
 def _cross_entropy(ops, x, qw, mask):
     """-sum_c qw_c log softmax(x)_c over the classes in ``mask`` (all when mask is None)."""
-    log_z = ops.logsumexp(x, axis=-1, where=mask, keepdims=True)
-    terms = ops.xmul(qw, x - log_z)
+    terms = ops.xmul(qw, ops.log_softmax(x, axis=-1, where=mask))
     if mask is not None:
         terms = ops.where(mask, terms, 0.0)
     return -ops.sum(terms, axis=-1)
 
 
 def _cross_entropy_grad(ops, x, qw, mask):
-    """d/dx_j of the above: softmax_j sum_c qw_c - qw_j (0 on masked classes)."""
-    log_p = x - ops.logsumexp(x, axis=-1, where=mask, keepdims=True)
-    if mask is not None:  # masked classes get probability 0, even in a row with none observed
-        log_p = ops.where(mask, log_p, float("-inf"))
-    return ops.exp(log_p) * ops.sum(qw, axis=-1, keepdims=True) - qw
+    """d/dx_j of the above: softmax_j sum_c qw_c - qw_j (masked classes have softmax 0)."""
+    softmax = ops.exp(ops.log_softmax(x, axis=-1, where=mask))
+    return softmax * ops.sum(qw, axis=-1, keepdims=True) - qw
 
 
 def _naive_cross_entropy(ops, x, qw, mask):
