@@ -19,28 +19,62 @@ ALIASES = {"tf": "tensorflow", "np": "numpy", "pytorch": "torch"}
 FRAMEWORK_MODULE = {"numpy": "numpy", "torch": "torch", "tensorflow": "tensorflow", "jax": "jax"}
 
 _loaded: dict[str, Ops] = {}
+_third_party: dict[str, Ops] = {}
+
+
+def register(ops: Ops, name: str | None = None) -> str:
+    """Make a third-party backend available by name (``mlloss.get(..., backend=name)``, the
+    conformance suite). ``ops`` implements :class:`~mlloss.ops.Ops`, usually by subclassing
+    :class:`~mlloss.ops.OpsBase`. Its tensors are inferred with ``ops.is_tensor`` after the
+    built-in frameworks'."""
+    if not isinstance(ops, Ops):
+        required = [m for m in dir(Ops) if not m.startswith("_")] + ["name"]
+        missing = sorted(m for m in required if not hasattr(ops, m))
+        raise TypeError(f"a backend must implement mlloss.ops.Ops; missing: {', '.join(missing)}")
+    name = name or ops.name
+    if name in BACKENDS or name in ALIASES:
+        raise ValueError(f"backend name {name!r} is taken by a built-in backend")
+    _third_party[name] = ops
+    return name
+
+
+def unregister(name: str) -> None:
+    """Remove a third-party backend registered with :func:`register`."""
+    if name not in _third_party:
+        raise ValueError(f"{name!r} is not a registered third-party backend")
+    del _third_party[name]
+
+
+def names() -> tuple[str, ...]:
+    """Every backend name: the four built-in ones, then registered third-party ones."""
+    return BACKENDS + tuple(_third_party)
 
 
 def canonical(name: str) -> str:
     """``"tf"`` -> ``"tensorflow"``; an unknown name is a ``ValueError`` listing the valid ones."""
     if not isinstance(name, str):
         raise TypeError(f"backend must be a string or None; got {name!r} ({type(name).__name__})")
+    if name in _third_party:
+        return name
     key = ALIASES.get(name.lower(), name.lower())
     if key not in BACKENDS:
-        valid = ", ".join(BACKENDS) + " (aliases: " + ", ".join(sorted(ALIASES)) + ")"
+        valid = ", ".join(names()) + " (aliases: " + ", ".join(sorted(ALIASES)) + ")"
         raise ValueError(f"unknown backend {name!r}; valid backends: {valid}")
     return key
 
 
 def installed(name: str) -> bool:
     """Whether the framework behind a backend can be imported (without importing it)."""
-    return importlib.util.find_spec(FRAMEWORK_MODULE[canonical(name)]) is not None
+    key = canonical(name)
+    if key in _third_party:
+        return True
+    return importlib.util.find_spec(FRAMEWORK_MODULE[key]) is not None
 
 
 def load(name: str) -> Ops:
     """The backend's :class:`~mlloss.ops.Ops`, importing its framework the first time."""
     key = canonical(name)
-    ops = _loaded.get(key)
+    ops = _loaded.get(key) or _third_party.get(key)
     if ops is None:
         if not installed(key):
             extra = "" if key == "numpy" else f" (pip install 'mlloss[{key}]')"
@@ -66,6 +100,9 @@ def framework_of(x: Any) -> str | None:
     np = modules.get("numpy")
     if np is not None and isinstance(x, (np.ndarray, np.generic)):
         return "numpy"
+    for name, ops in _third_party.items():
+        if ops.is_tensor(x):
+            return name
     return None
 
 

@@ -37,6 +37,13 @@ class JaxOps(OpsBase):
     def shape(self, x: Any) -> tuple[int, ...]:
         return tuple(jnp.shape(x))
 
+    def devices(self) -> tuple[str, ...]:
+        return ("cpu", "cuda") if _gpus() else ("cpu",)
+
+    def to_device(self, x: Any, device: str) -> jax.Array:
+        target = _gpus()[0] if device == "cuda" else jax.devices("cpu")[0]
+        return jax.device_put(x, target)
+
     def arange(self, n: int, like: Any) -> jax.Array:
         return jnp.arange(n)
 
@@ -116,6 +123,13 @@ class JaxOps(OpsBase):
         value, pullback = jax.vjp(f, x)
         (grad,) = pullback(jnp.ones_like(value))
         return value, grad
+
+
+def _gpus() -> list[Any]:
+    try:
+        return jax.devices("gpu")
+    except RuntimeError:  # no GPU platform in this jaxlib or on this machine
+        return []
 
 
 ops = JaxOps()

@@ -21,6 +21,7 @@ def _bfloat16() -> Any:
 
 class NumpyOps(OpsBase):
     name = "numpy"
+    autodiff = False
 
     # tensors in and out
     def is_tensor(self, x: Any) -> bool:

@@ -34,6 +34,13 @@ class TensorflowOps(OpsBase):
     def shape(self, x: Any) -> tuple[int, ...]:
         return tuple(x.shape)
 
+    def devices(self) -> tuple[str, ...]:
+        return ("cpu", "cuda") if tf.config.list_physical_devices("GPU") else ("cpu",)
+
+    def to_device(self, x: Any, device: str) -> tf.Tensor:
+        with tf.device("GPU:0" if device == "cuda" else "CPU:0"):
+            return tf.identity(x)
+
     def arange(self, n: int, like: Any) -> tf.Tensor:
         return tf.range(n, dtype=like.dtype)
 

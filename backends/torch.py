@@ -86,6 +86,12 @@ class TorchOps(OpsBase):
     def shape(self, x: torch.Tensor) -> tuple[int, ...]:
         return tuple(x.shape)
 
+    def devices(self) -> tuple[str, ...]:
+        return ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+
+    def to_device(self, x: torch.Tensor, device: str) -> torch.Tensor:
+        return x.to(device)
+
     def arange(self, n: int, like: Any) -> torch.Tensor:
         return torch.arange(n, device=like.device)
 

@@ -63,7 +63,19 @@ def precision(digits: int = DIGITS) -> Iterator[None]:
 
 
 class MpmathOps(OpsBase):
+    """``constants``: the dtype the emulated computation holds Python constants in (None:
+    exactly as Python holds them, float64). float32 for inputs computed in float32."""
+
     name = "mpmath"
+    autodiff = False
+
+    def __init__(self, constants: str | None = None) -> None:
+        self.constants = constants
+
+    def scalar(self, value, like):
+        if self.constants is None:
+            return value
+        return float(np.asarray(value, dtype=self.constants))
 
     # tensors in and out
     def is_tensor(self, x: Any) -> bool:
@@ -80,7 +92,9 @@ class MpmathOps(OpsBase):
         array = np.asarray(x)
         if array.dtype == object:
             return array
-        return np.asarray(_mpf(array.astype(np.float64)), dtype=object).reshape(array.shape)
+        with np.errstate(invalid="ignore"):  # NaN converts to mpf('nan'), as intended
+            converted = _mpf(array.astype(np.float64))
+        return np.asarray(converted, dtype=object).reshape(array.shape)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         array = np.asarray(x)
@@ -181,3 +195,5 @@ def _reduced_shape(shape: tuple[int, ...], axis: int) -> tuple[int, ...]:
 
 
 ops = MpmathOps()
+#: the reference for inputs computed in float32 (float32, float16 and bfloat16)
+ops_float32 = MpmathOps(constants="float32")

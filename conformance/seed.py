@@ -94,7 +94,7 @@ def run(backend: str, example: WorkedExample | None = None) -> SeedResult:
 
 
 def framework_version(backend: str) -> str | None:
-    if not backends.installed(backend):
-        return None
-    module = __import__(backends.FRAMEWORK_MODULE[backend])
-    return getattr(module, "__version__", None)
+    module = backends.FRAMEWORK_MODULE.get(backend)
+    if module is None or not backends.installed(backend):
+        return None  # a third-party backend: its framework is its own business
+    return getattr(__import__(module), "__version__", None)

@@ -12,7 +12,7 @@ from mlloss import losses as _losses  # noqa: F401  (registers the catalog)
 from mlloss._version import __version__
 from mlloss.loss import REDUCTIONS, Loss, get
 from mlloss.ops import Ops
-from mlloss.registry import names, register, spec
+from mlloss.registry import names, register, spec, unregister
 from mlloss.spec import LossSpec, Native, Param, Prepared
 
 __all__ = [
@@ -28,4 +28,5 @@ __all__ = [
     "names",
     "register",
     "spec",
+    "unregister",
 ]

@@ -47,16 +47,26 @@ def _parser() -> argparse.ArgumentParser:
 
     conform = sub.add_parser(
         "conform",
-        help="run the worked example on every installed backend and check it",
+        help="the conformance suite: every loss x backend x dtype x device against the golden",
     )
+    conform.add_argument("--backend", action="append", metavar="B", help="repeatable; default all")
+    conform.add_argument("--loss", action="append", metavar="L", help="repeatable; default all")
+    conform.add_argument("--dtype", action="append", metavar="D", help="repeatable; default all")
+    conform.add_argument("--device", action="append", metavar="D", help="cpu, cuda (repeatable)")
+    conform.add_argument("--json", metavar="PATH", help="also write every case as JSON")
     conform.add_argument(
-        "--backend",
-        action="append",
-        metavar="B",
-        help="a backend to run (repeatable; default: all four)",
+        "--all-rows", action="store_true", help="list skipped and not-installed cells one by one"
     )
-    conform.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     conform.set_defaults(run=_conform)
+
+    regenerate = sub.add_parser(
+        "golden", help="regenerate the golden fixtures (or --check them against a regeneration)"
+    )
+    regenerate.add_argument("--loss", action="append", metavar="L", help="repeatable; default all")
+    regenerate.add_argument(
+        "--check", action="store_true", help="exit 1 when a stored fixture differs"
+    )
+    regenerate.set_defaults(run=_golden)
     return parser
 
 
@@ -98,59 +108,42 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _conform(args: argparse.Namespace) -> int:
-    from mlloss.conformance import seed
+    from mlloss.conformance import report, runner
 
-    # torch before TensorFlow: the other order can crash in one process (Keras notes it too)
-    chosen = [backends.canonical(b) for b in args.backend or backends.BACKENDS]
-    order = [b for b in backends.BACKENDS if b in chosen]
-    example = seed.load()
-    results = [seed.run(b, example) for b in order]
-    _print_seed_table(results)
-    if args.json:
-        payload = {
-            "mlloss": mlloss.__version__,
-            "case": "seed worked example: sigmoid_bce, reduction none, float32, cpu",
-            "tolerance": seed.TOLERANCE,
-            "results": [r.as_dict() for r in results],
-        }
-        with open(args.json, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2)
-    failed = [r for r in results if r.status == "fail"]
-    ran = [r for r in results if r.status != "not installed"]
-    if not ran:
-        print("mlloss conform: no backend installed ran", file=sys.stderr)
-        return 1
-    return 1 if failed else 0
-
-
-def _print_seed_table(results: list) -> None:
-    header = ("backend", "version", "max |err|", "at", "sum/N", "status")
-    rows = []
-    for r in results:
-        if r.status == "not installed":
-            rows.append((r.backend, "-", "-", "-", "-", "not installed"))
-            continue
-        rows.append(
-            (
-                r.backend,
-                r.version or "-",
-                f"{r.max_abs_error:.2e}",
-                str(r.where),
-                f"{r.batch_loss:.7f}",
-                r.status.upper(),
-            )
-        )
-    print("sigmoid_bce on the question's worked example (float32, cpu), against the printed")
-    print("TensorFlow table within 5e-7; sum/N is the answer's reduce_mean(reduce_sum(.., 1))")
+    runner.load_entry_point_backends()
+    losses = [mlloss.spec(name).name for name in args.loss or mlloss.names()]
+    chosen = [backends.canonical(b) for b in args.backend or backends.names()]
+    total = runner.cell_count(losses, chosen, args.dtype, args.device)
+    advance, done = runner.progress_printer(total)
     try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
-        for row in (header, *rows):
-            print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
-        return
-    table = Table(*header)
-    for row in rows:
-        table.add_row(*row)
-    Console().print(table)
+        result = runner.run(losses, chosen, args.dtype, args.device, progress=advance)
+    finally:
+        done()
+    report.print_report(result, all_rows=args.all_rows)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(result.as_dict(), handle, indent=1)
+    ran = [c for c in result.cells if c.status in ("pass", "fail")]
+    if not ran:
+        print("mlloss conform: nothing ran (no backend installed?)", file=sys.stderr)
+        return 1
+    return 1 if result.failed else 0
+
+
+def _golden(args: argparse.Namespace) -> int:
+    from mlloss.conformance import golden
+
+    losses = [mlloss.spec(name).name for name in args.loss or mlloss.names()]
+    if not args.check:
+        for name in losses:
+            golden.write(name)
+            print(f"wrote {golden.FIXTURES / name}.npz and .json")
+        return 0
+    problems = [p for name in losses for p in golden.check(name)]
+    for problem in problems:
+        print(problem)
+    print(
+        f"{len(losses)} fixtures: "
+        + ("stored differ from regenerated" if problems else "stored equal regenerated")
+    )
+    return 1 if problems else 0

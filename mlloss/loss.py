@@ -104,16 +104,17 @@ class Loss:
         """``(value, d value / d logits)``. With ``reduction="none"`` the gradient is that of the
         sum of the unreduced values (every entry's cotangent 1).
 
-        NumPy uses the spec's closed-form gradient; torch, TensorFlow and JAX differentiate the
-        loss as it runs (through the fused backward when there is one).
+        A backend without autodiff (NumPy) uses the spec's closed-form gradient; torch,
+        TensorFlow and JAX differentiate the loss as it runs (through the fused backward when
+        there is one).
         """
         ops, x, y = self._inputs(logits, targets)
-        if ops.name != "numpy":
+        if ops.autodiff:
             return ops.value_and_grad(lambda v: self._forward(ops, v, y, fused=self.fused), x)
         if self.spec.grad is None:
             raise NotImplementedError(
-                f"{self.name}: no closed-form gradient, and NumPy has no autodiff; "
-                f"use backend 'torch', 'tensorflow' or 'jax' for its gradient"
+                f"{self.name}: no closed-form gradient, and backend {ops.name!r} has no "
+                f"autodiff; use backend 'torch', 'tensorflow' or 'jax' for its gradient"
             )
         compute, xc, t, p = self._prepare(ops, x, y)
         values = self.spec.value(ops, xc, t, p)

@@ -23,6 +23,7 @@ class Ops(Protocol):
     """What a backend provides. Every method works on the backend's own tensors."""
 
     name: str
+    autodiff: bool  # False: gradients come only from the specs' closed forms (NumPy)
 
     # tensors in and out
     def is_tensor(self, x: Any) -> bool: ...
@@ -33,6 +34,8 @@ class Ops(Protocol):
     def shape(self, x: Tensor) -> tuple[int, ...]: ...
     def arange(self, n: int, like: Tensor) -> Tensor: ...
     def zeros_like(self, x: Tensor) -> Tensor: ...
+    def devices(self) -> tuple[str, ...]: ...
+    def to_device(self, x: Tensor, device: str) -> Tensor: ...
 
     # element-wise
     def exp(self, x: Tensor) -> Tensor: ...
@@ -73,6 +76,7 @@ class Ops(Protocol):
     def xmul(self, a: Tensor, b: Tensor) -> Tensor: ...
     def xdivy(self, a: Tensor, b: Tensor) -> Tensor: ...
     def clip(self, x: Tensor, lo: float, hi: float) -> Tensor: ...
+    def scalar(self, value: float, like: Tensor) -> float: ...
     def one_hot(self, index: Tensor, num_classes: int, dtype: str) -> Tensor: ...
 
 
@@ -80,6 +84,25 @@ class OpsBase:
     """Composites shared by every backend, written over the primitives of :class:`Ops`."""
 
     name = "base"
+    autodiff = True
+
+    def scalar(self, value, like):
+        """A Python constant as it will meet ``like``: the framework rounds it to ``like``'s
+        dtype when the two combine, so here it passes unchanged. (The golden reference, which
+        computes exactly, rounds it the way the compute dtype will.) Used where a constant's
+        rounding matters to the result, such as clip bounds near 1."""
+        return value
+
+    def devices(self) -> tuple[str, ...]:
+        """The devices this backend can run on here: ``"cpu"``, and ``"cuda"`` when a GPU is
+        visible to the framework."""
+        return ("cpu",)
+
+    def to_device(self, x, device):
+        """``x`` placed on ``device`` (one of :meth:`devices`)."""
+        if device != "cpu":
+            raise ValueError(f"backend {self.name!r} runs on the CPU only; got device {device!r}")
+        return x
 
     def logsumexp(self, x, axis=-1, where=None, keepdims=False):
         """``log sum_{j: where_j} exp(x_j)`` along ``axis``; ``-inf`` where nothing is selected.
@@ -108,10 +131,10 @@ class OpsBase:
         if where is not None:
             x = self.where(where, x, float("-inf"))
         m = self.stop_gradient(self.max(x, axis=axis, keepdims=True))
-        finite = self.isfinite(m)
-        shifted = x - self.where(finite, m, 0.0)
+        infinite = ~self.isfinite(m) & (m == m)  # NaN takes the ordinary path: NaN out
+        shifted = x - self.where(infinite, 0.0, m)
         limit = self.where(x == m, self.zeros_like(x), float("-inf"))
-        shifted = self.where(finite, shifted, limit)
+        shifted = self.where(infinite, limit, shifted)
         out = shifted - self.log(self.sum(self.exp(shifted), axis=axis, keepdims=True))
         return out if where is None else self.where(where, out, float("-inf"))
 

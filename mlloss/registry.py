@@ -32,6 +32,17 @@ def register(spec: LossSpec) -> LossSpec:
     return spec
 
 
+def unregister(name: str) -> LossSpec:
+    """Remove a spec (and its aliases) from the catalog and return it."""
+    with _lock:
+        if name not in _specs:
+            raise ValueError(f"unknown loss {name!r}; cannot unregister it")
+        removed = _specs.pop(name)
+        for alias in removed.aliases:
+            _aliases.pop(alias, None)
+    return removed
+
+
 def names() -> tuple[str, ...]:
     """Every registered loss name, sorted (aliases not included)."""
     return tuple(sorted(_specs))

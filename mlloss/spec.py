@@ -154,6 +154,11 @@ class LossSpec:
     prove that ``value`` equals it. ``grad(ops, x, t, p)`` (optional) is the closed-form
     derivative of each unreduced entry with respect to ``x``: element-wise ``d l_ij / d x_ij``,
     per-sample ``d l_i / d x_ij``; zero where nothing is observed.
+
+    ``subgradients`` says in words what the gradient is at each kink; ``kink_side(ops, x, t,
+    p)`` says it as data for the golden reference: per input entry, +1 where the declared
+    gradient is the right-hand derivative, -1 the left-hand one, 0 the mean of the two. It is
+    consulted only where the two one-sided derivatives differ.
     """
 
     name: str
@@ -168,6 +173,7 @@ class LossSpec:
     grad: GradFn | None = None
     decode: DecodeRule = "logit_threshold"
     subgradients: Mapping[str, str] = field(default_factory=dict)
+    kink_side: ValueFn | None = None
     natives: tuple[Native, ...] = ()
     references: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()

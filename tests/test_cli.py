@@ -33,22 +33,34 @@ def test_show_unknown_loss_exits_2_with_suggestion(capsys):
     assert "did you mean 'sigmoid_bce'" in capsys.readouterr().err
 
 
-def test_conform_checks_every_installed_backend(tmp_path, capsys):
+def test_conform_one_loss_one_dtype_writes_every_case(tmp_path, capsys):
     path = tmp_path / "report.json"
-    assert main(["conform", "--json", str(path)]) == 0
+    code = main(["conform", "--loss", "sigmoid_bce", "--dtype", "float32", "--json", str(path)])
+    assert code == 0
     out = capsys.readouterr().out
     report = json.loads(path.read_text())
-    statuses = {r["backend"]: r["status"] for r in report["results"]}
-    assert set(statuses) == set(backends.BACKENDS)
-    for name, status in statuses.items():
-        assert status == ("pass" if backends.installed(name) else "not installed")
+    assert report["passed"] is True
+    cells = {(c["backend"], c["device"]): c for c in report["cells"]}
+    for name in backends.BACKENDS:
+        cpu = cells[(name, "cpu")]
+        if backends.installed(name):
+            assert cpu["status"] == "pass"
+            cases = {c["case"] for c in cpu["comparisons"]}
+            assert {"worked_example", "infinite", "nan", "empty_batch"} <= cases
+            assert report["versions"][backends.FRAMEWORK_MODULE[name]]
+        else:
+            assert cpu["status"] == "not installed"
         assert name in out
+    assert "sigmoid_bce" in out and "worked example on numpy: pass" in out
 
 
-def test_conform_one_backend_and_unknown_backend(capsys):
-    assert main(["conform", "--backend", "numpy"]) == 0
+def test_conform_unknown_backend_loss_or_dtype_exit_2(capsys):
     assert main(["conform", "--backend", "mxnet"]) == 2
     assert "unknown backend 'mxnet'" in capsys.readouterr().err
+    assert main(["conform", "--loss", "focall"]) == 2
+    assert "unknown loss 'focall'" in capsys.readouterr().err
+    assert main(["conform", "--loss", "bce", "--dtype", "float8"]) == 2
+    assert "unknown dtype 'float8'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

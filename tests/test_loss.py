@@ -311,10 +311,13 @@ def test_numpy_gradient_without_closed_form_is_a_clear_error():
 
     spec = replace(base, name="test_no_grad_bce", aliases=(), grad=None)
     mlloss.register(spec)
-    loss = mlloss.get("test_no_grad_bce", backend="numpy")
-    assert float(loss(np.zeros((1, 2)), np.ones((1, 2)))) == pytest.approx(np.log(2.0))
-    with pytest.raises(NotImplementedError, match="test_no_grad_bce: no closed-form gradient"):
-        loss.value_and_grad(np.zeros((1, 2)), np.ones((1, 2)))
+    try:
+        loss = mlloss.get("test_no_grad_bce", backend="numpy")
+        assert float(loss(np.zeros((1, 2)), np.ones((1, 2)))) == pytest.approx(np.log(2.0))
+        with pytest.raises(NotImplementedError, match="test_no_grad_bce: no closed-form gradient"):
+            loss.value_and_grad(np.zeros((1, 2)), np.ones((1, 2)))
+    finally:
+        mlloss.unregister("test_no_grad_bce")
 
 
 def test_loss_repr_shows_what_was_asked():

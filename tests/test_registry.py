@@ -31,8 +31,14 @@ def test_register_refuses_a_taken_name_or_alias():
 def test_register_adds_a_new_spec():
     spec = replace(mlloss.spec("bce"), name="test_registered_bce", aliases=("test_alias_bce",))
     mlloss.register(spec)
-    assert "test_registered_bce" in mlloss.names()
-    assert mlloss.spec("test_alias_bce") is spec
+    try:
+        assert "test_registered_bce" in mlloss.names()
+        assert mlloss.spec("test_alias_bce") is spec
+    finally:
+        assert mlloss.unregister("test_registered_bce") is spec
+    assert "test_registered_bce" not in mlloss.names()
+    with pytest.raises(ValueError, match="unknown loss 'test_alias_bce'"):
+        mlloss.spec("test_alias_bce")
 
 
 def test_register_refuses_what_is_not_a_spec():

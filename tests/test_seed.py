@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import backend_params, to_backend, to_numpy
-from mlloss.conformance import seed
 
 import mlloss
+from mlloss.conformance import seed
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "fixture.json"
 

@@ -121,9 +121,15 @@ SIGMOID_BCE = LossSpec(
 # bce ------------------------------------------------------------------------------------------
 
 
-def _bce_parts(ops, x, t, p):
+def _bce_bounds(ops, x, p):
+    """The clip bounds as the compute dtype holds them (float32 cannot hold 1 - 1e-7)."""
     eps = p["eps"]
-    return ops.clip(x, eps, 1.0 - eps), smooth_binary(t.y, p["label_smoothing"])
+    return ops.scalar(eps, x), ops.scalar(1.0 - eps, x)
+
+
+def _bce_parts(ops, x, t, p):
+    lo, hi = _bce_bounds(ops, x, p)
+    return ops.clip(x, lo, hi), smooth_binary(t.y, p["label_smoothing"])
 
 
 def bce_value(ops, x, t, p):
@@ -134,10 +140,18 @@ def bce_value(ops, x, t, p):
 
 def bce_grad(ops, x, t, p):
     q, y = _bce_parts(ops, x, t, p)
-    eps = p["eps"]
-    inside = (x >= eps) & (x <= 1.0 - eps)  # the clip's declared subgradient: closed interval
+    lo, hi = _bce_bounds(ops, x, p)
+    # the clip's declared subgradient: the closed interval (NaN stays inside: NaN out)
+    inside = ~((x < lo) | (x > hi))
     grad = ops.xdivy(1.0 - y, 1.0 - q) - ops.xdivy(y, q)
     return ops.where(t.mask & inside, grad, 0.0)
+
+
+def bce_kink_side(ops, x, t, p):
+    """At the clip bounds the gradient is the one from inside [eps, 1 - eps]."""
+    lo, hi = _bce_bounds(ops, x, p)
+    right = ops.where(x <= lo, 1.0, ops.zeros_like(x))
+    return ops.where(x >= hi, -1.0, right)
 
 
 def bce_definition(ops, x, t, p):
@@ -175,6 +189,7 @@ BCE = LossSpec(
     subgradients={
         "clip": "the gradient passes on the closed interval [eps, 1 - eps] and is 0 outside"
     },
+    kink_side=bce_kink_side,
     natives=(
         Native(
             "keras",

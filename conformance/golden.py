@@ -1,0 +1,224 @@
+"""Golden values and gradients, and the fixtures that store them.
+
+For every case and target dtype the inputs are first rounded to that dtype; the golden value
+is the spec's own ``value`` evaluated on the rounded inputs at 60 significant digits (through
+:mod:`mlloss.conformance.mp`), and the golden gradient comes from numerical differentiation
+of that value at the same precision, independent of any closed-form gradient:
+
+- central differences with a step of 1e-25 relative to the input (truncation ~1e-50);
+- where the one-sided derivatives differ (a kink), the spec's declared ``kink_side`` picks
+  the right-hand or left-hand derivative (or their mean), and a kink the spec does not
+  declare is an error;
+- at an infinite input the gradient is the limit of the gradient: it is taken at +-1e15
+  (with an absolute step of 1e-25), where every exponential term has reached its limit.
+
+The gradient stored is that of ``reduction="sum"`` (and of ``"none"``, whose gradient is that
+of its sum), and that of ``"mean"``. Each number is stored as a pair of float64 (hi + lo), so
+errors are measured against more than float64's precision.
+
+``mlloss golden`` regenerates the fixtures (see :mod:`mlloss.conformance.fixtures`);
+``mlloss golden --check`` proves the stored ones equal a fresh regeneration. This module needs
+mpmath; reading fixtures does not.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mpmath
+import numpy as np
+
+import mlloss
+from mlloss.conformance import cases as case_lib
+from mlloss.conformance import mp
+from mlloss.conformance.fixtures import FIXTURES, FORMAT, load, round_to
+
+STEP = mpmath.mpf(10) ** -25
+# far enough that e^-R is 0 at any precision, near enough that a step of 1e-25 on it still
+# leaves 20 correct digits at 60
+INFINITY_STAND_IN = mpmath.mpf(10) ** 15
+
+
+def split(values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """mpf values as (hi, lo) float64 pairs: hi the nearest float64, lo the remainder."""
+    flat = np.asarray(values, dtype=object).reshape(-1)
+    hi = np.array([float(v) for v in flat], dtype=np.float64)
+    lo = np.array(
+        [
+            float(v - mpmath.mpf(h)) if mpmath.isfinite(v) else 0.0
+            for v, h in zip(flat, hi, strict=True)
+        ],
+        dtype=np.float64,
+    )
+    shape = np.shape(values)
+    return hi.reshape(shape), lo.reshape(shape)
+
+
+@dataclass
+class Golden:
+    """The golden record of one case in one dtype: rounded inputs and golden outputs."""
+
+    case: case_lib.Case
+    dtype: str
+    arrays: dict[str, np.ndarray]  # x, y, then <field>_hi / <field>_lo
+
+
+def compute(case: case_lib.Case, dtype: str) -> Golden:
+    x = round_to(case.x, dtype)
+    y = round_to(case.y, dtype)
+    loss = mlloss.get(case.loss, backend="numpy", reduction="none", **case.params)
+    # exact arithmetic, with constants held as the compute dtype holds them
+    ops = mp.ops if dtype == "float64" else mp.ops_float32
+    with mp.precision():
+        xm = ops.to_mp(x)
+        none = loss._forward(ops, xm, y, fused=False)
+        _, _, prepared, _ = loss._prepare(ops, xm, y)
+        count = mpmath.mpf(int(np.sum(prepared.counted)))
+        total = _nan_sum(none)
+        grad_sum = _gradient(loss, ops, xm, y)
+        scale = 1 / max(count, mpmath.mpf(1))
+        outputs = {
+            "none": none,
+            "sum": np.asarray(total, dtype=object),
+            "mean": np.asarray(total * scale, dtype=object),
+            "grad_sum": grad_sum,
+            "grad_mean": grad_sum * scale,
+        }
+    arrays = {"x": x, "y": y}
+    for name, values in outputs.items():
+        arrays[f"{name}_hi"], arrays[f"{name}_lo"] = split(values)
+    return Golden(case, dtype, arrays)
+
+
+def _nan_sum(values: np.ndarray) -> Any:
+    total = mpmath.mpf(0)
+    for v in np.asarray(values, dtype=object).reshape(-1):
+        total += v
+    return total
+
+
+def _gradient(loss: mlloss.Loss, ops: mp.MpmathOps, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """d(sum of the unreduced values)/dx by differences at 60 digits, entry by entry."""
+    spec = loss.spec
+    infinite = np.array([mpmath.isinf(v) for v in x.reshape(-1)], dtype=bool).reshape(x.shape)
+    base = x.copy()
+    base[infinite] = [INFINITY_STAND_IN * mpmath.sign(v) for v in x[infinite]]
+    magnitude = np.array(
+        [max(mpmath.mpf(1), abs(v)) if mpmath.isfinite(v) else mpmath.mpf(1) for v in x.flat],
+        dtype=object,
+    ).reshape(x.shape)
+    step = magnitude * STEP
+
+    def unreduced(v: np.ndarray) -> np.ndarray:
+        return np.asarray(loss._forward(ops, v, y, fused=False), dtype=object)
+
+    center = unreduced(base)
+    grad = np.empty(x.shape, dtype=object)
+    if x.size == 0:
+        return grad
+    # entries whose unreduced values are independent can move together
+    if spec.per == "element":
+        groups = [np.ones(x.shape, dtype=bool)]
+    elif spec.per == "sample":
+        groups = []
+        for j in range(x.shape[-1]):
+            group = np.zeros(x.shape, dtype=bool)
+            group[..., j] = True
+            groups.append(group)
+    else:
+        groups = []
+        for index in np.ndindex(x.shape):
+            group = np.zeros(x.shape, dtype=bool)
+            group[index] = True
+            groups.append(group)
+    side = None
+    for group in groups:
+        h = np.where(group, step, mpmath.mpf(0))
+        plus, minus = unreduced(base + h), unreduced(base - h)
+        for index in zip(*np.nonzero(group), strict=True):
+            at = _output_index(spec.per, index)
+            hi = step[index]
+            right = (plus[at] - center[at]) / hi
+            left = (center[at] - minus[at]) / hi
+            central = (plus[at] - minus[at]) / (2 * hi)
+            if _one_sided_differ(left, right):
+                if spec.kink_side is None:
+                    raise ValueError(
+                        f"{spec.name}: a kink at input {index} ({base[index]}) that the spec "
+                        f"does not declare (left {left}, right {right})"
+                    )
+                if side is None:
+                    _, xc, t, p = loss._prepare(ops, base, y)
+                    side = np.asarray(spec.kink_side(ops, xc, t, p), dtype=object)
+                choice = side[index]
+                central = right if choice > 0 else left if choice < 0 else central
+            grad[index] = central
+    return grad
+
+
+def _output_index(per: str, index: tuple[int, ...]) -> tuple[int, ...]:
+    if per == "element":
+        return index
+    if per == "sample":
+        return index[:-1]
+    return ()
+
+
+def _one_sided_differ(left: Any, right: Any) -> bool:
+    if mpmath.isnan(left) or mpmath.isnan(right):
+        return False
+    return (
+        abs(left - right) > mpmath.mpf(10) ** -12 * (abs(left) + abs(right)) + mpmath.mpf(10) ** -40
+    )
+
+
+# fixtures, regenerated -------------------------------------------------------------------------
+
+
+def generate(name: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The description and arrays of one loss's fixture, computed afresh."""
+    description: dict[str, Any] = {
+        "format": FORMAT,
+        "loss": name,
+        "generator": "mlloss.conformance.golden",
+        "digits": mp.DIGITS,
+        "gradient": "central differences, step 1e-25 x max(1, |x|); declared side at kinks; "
+        "limit (at +-1e15) at infinite inputs",
+        "arrays": "<case>.<dtype>.x / .y: inputs rounded to the dtype (held in float64); "
+        "<field>_hi + <field>_lo: golden none, sum, mean, grad_sum, grad_mean",
+        "cases": [],
+    }
+    arrays: dict[str, np.ndarray] = {}
+    for case in case_lib.cases_for(name):
+        description["cases"].append(case.describe())
+        for dtype in case.dtypes:
+            golden = compute(case, dtype)
+            for key, value in golden.arrays.items():
+                arrays[f"{case.id}.{dtype}.{key}"] = value
+    return description, arrays
+
+
+def write(name: str, directory: Path = FIXTURES) -> None:
+    description, arrays = generate(name)
+    directory.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(directory / f"{name}.npz", **arrays)
+    (directory / f"{name}.json").write_text(json.dumps(description, indent=1) + "\n")
+
+
+def check(name: str) -> list[str]:
+    """Differences between the stored fixture and a fresh regeneration (empty: identical)."""
+    stored = load(name)
+    description, arrays = generate(name)
+    problems = []
+    if stored.description != json.loads(json.dumps(description)):
+        problems.append(f"{name}.json differs from the regenerated description")
+    for key in sorted(set(arrays) | set(stored.arrays)):
+        if key not in arrays or key not in stored.arrays:
+            where = "stored" if key in stored.arrays else "regenerated"
+            problems.append(f"{name}.npz: {key} only in the {where} fixture")
+        elif not np.array_equal(arrays[key], stored.arrays[key], equal_nan=True):
+            problems.append(f"{name}.npz: {key} differs")
+    return problems
