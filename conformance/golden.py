@@ -5,12 +5,16 @@ is the spec's own ``value`` evaluated on the rounded inputs at 60 significant di
 :mod:`mlloss.conformance.mp`), and the golden gradient comes from numerical differentiation
 of that value at the same precision, independent of any closed-form gradient:
 
-- central differences with a step of 1e-25 relative to the input (truncation ~1e-50);
+- central differences at 160 digits with a step of 1e-30 relative to the input (truncation
+  ~1e-60), a result below the differences' own rounding noise being 0;
 - where the one-sided derivatives differ (a kink), the spec's declared ``kink_side`` picks
   the right-hand or left-hand derivative (or their mean), and a kink the spec does not
   declare is an error;
+- what a spec declares constant for differentiation (``stop_gradient``) is held at its value
+  at the point while the differences are taken;
 - at an infinite input the gradient is the limit of the gradient: it is taken at +-1e15
-  (with an absolute step of 1e-25), where every exponential term has reached its limit.
+  (with an absolute step of 1e-30), where every exponential term has reached its limit;
+- where the golden value is NaN, so is the gradient of everything it depends on.
 
 The gradient stored is that of ``reduction="sum"`` (and of ``"none"``, whose gradient is that
 of its sum), and that of ``"mean"``. Each number is stored as a pair of float64 (hi + lo), so
@@ -36,9 +40,12 @@ from mlloss.conformance import cases as case_lib
 from mlloss.conformance import mp
 from mlloss.conformance.fixtures import FIXTURES, FORMAT, load, round_to
 
-STEP = mpmath.mpf(10) ** -25
-# far enough that e^-R is 0 at any precision, near enough that a step of 1e-25 on it still
-# leaves 20 correct digits at 60
+#: numerical differentiation runs at more digits than the values, so that its rounding noise
+#: (~10^-GRAD_DIGITS |f| / h) sits far below anything float64 can tell from 0
+GRAD_DIGITS = 160
+STEP = mpmath.mpf(10) ** -30
+# far enough that e^-R is 0 at any precision, near enough that a step of 1e-30 on it still
+# leaves over 100 correct digits at 160
 INFINITY_STAND_IN = mpmath.mpf(10) ** 15
 
 
@@ -78,7 +85,9 @@ def compute(case: case_lib.Case, dtype: str) -> Golden:
         _, _, prepared, _ = loss._prepare(ops, xm, y)
         count = mpmath.mpf(int(np.sum(prepared.counted)))
         total = _nan_sum(none)
-        grad_sum = _gradient(loss, ops, xm, y)
+        with mp.precision(GRAD_DIGITS):
+            grad_sum = _gradient(loss, ops, xm, y)
+        _nan_where_value_is_nan(loss.spec.per, none, grad_sum)
         scale = 1 / max(count, mpmath.mpf(1))
         outputs = {
             "none": none,
@@ -91,6 +100,18 @@ def compute(case: case_lib.Case, dtype: str) -> Golden:
     for name, values in outputs.items():
         arrays[f"{name}_hi"], arrays[f"{name}_lo"] = split(values)
     return Golden(case, dtype, arrays)
+
+
+def _nan_where_value_is_nan(per: str, values: np.ndarray, grad: np.ndarray) -> None:
+    """The gradient of a NaN value is NaN: for every input that the NaN entry depends on (the
+    element, its sample, or the whole batch), whatever the limits at infinity said."""
+    nan = np.array([mpmath.isnan(v) for v in np.asarray(values).reshape(-1)], dtype=bool)
+    nan = nan.reshape(np.shape(values))
+    if per == "sample":
+        nan = np.broadcast_to(nan[..., None], grad.shape)
+    elif per == "batch":
+        nan = np.broadcast_to(nan, grad.shape)
+    grad[nan] = mpmath.mpf("nan")
 
 
 def _nan_sum(values: np.ndarray) -> Any:
@@ -115,7 +136,8 @@ def _gradient(loss: mlloss.Loss, ops: mp.MpmathOps, x: np.ndarray, y: np.ndarray
     def unreduced(v: np.ndarray) -> np.ndarray:
         return np.asarray(loss._forward(ops, v, y, fused=False), dtype=object)
 
-    center = unreduced(base)
+    with ops.recording() as tape:
+        center = unreduced(base)
     grad = np.empty(x.shape, dtype=object)
     if x.size == 0:
         return grad
@@ -137,14 +159,22 @@ def _gradient(loss: mlloss.Loss, ops: mp.MpmathOps, x: np.ndarray, y: np.ndarray
     side = None
     for group in groups:
         h = np.where(group, step, mpmath.mpf(0))
-        plus, minus = unreduced(base + h), unreduced(base - h)
+        # what the spec holds constant (stop_gradient) stays at its value at the point itself
+        with ops.replaying(tape):
+            plus = unreduced(base + h)
+        with ops.replaying(tape):
+            minus = unreduced(base - h)
         for index in zip(*np.nonzero(group), strict=True):
             at = _output_index(spec.per, index)
             hi = step[index]
             right = (plus[at] - center[at]) / hi
             left = (center[at] - minus[at]) / hi
             central = (plus[at] - minus[at]) / (2 * hi)
-            if _one_sided_differ(left, right):
+            # the differences carry ~10^-GRAD_DIGITS |f| / h of rounding noise; below a
+            # thousand times that, two derivatives are the same number, and one is 0
+            scale = abs(center[at]) if mpmath.isfinite(center[at]) else mpmath.mpf(1)
+            noise = mpmath.mpf(10) ** (3 - GRAD_DIGITS) * max(mpmath.mpf(1), scale) / hi
+            if _one_sided_differ(left, right, noise):
                 if spec.kink_side is None:
                     raise ValueError(
                         f"{spec.name}: a kink at input {index} ({base[index]}) that the spec "
@@ -155,7 +185,7 @@ def _gradient(loss: mlloss.Loss, ops: mp.MpmathOps, x: np.ndarray, y: np.ndarray
                     side = np.asarray(spec.kink_side(ops, xc, t, p), dtype=object)
                 choice = side[index]
                 central = right if choice > 0 else left if choice < 0 else central
-            grad[index] = central
+            grad[index] = central if not abs(central) < noise else mpmath.mpf(0)
     return grad
 
 
@@ -167,12 +197,10 @@ def _output_index(per: str, index: tuple[int, ...]) -> tuple[int, ...]:
     return ()
 
 
-def _one_sided_differ(left: Any, right: Any) -> bool:
+def _one_sided_differ(left: Any, right: Any, noise: Any) -> bool:
     if mpmath.isnan(left) or mpmath.isnan(right):
         return False
-    return (
-        abs(left - right) > mpmath.mpf(10) ** -12 * (abs(left) + abs(right)) + mpmath.mpf(10) ** -40
-    )
+    return abs(left - right) > mpmath.mpf(10) ** -12 * (abs(left) + abs(right)) + noise
 
 
 # fixtures, regenerated -------------------------------------------------------------------------
@@ -185,8 +213,8 @@ def generate(name: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "loss": name,
         "generator": "mlloss.conformance.golden",
         "digits": mp.DIGITS,
-        "gradient": "central differences, step 1e-25 x max(1, |x|); declared side at kinks; "
-        "limit (at +-1e15) at infinite inputs",
+        "gradient": "central differences at 160 digits, step 1e-30 x max(1, |x|); declared "
+        "side at kinks; limit (at +-1e15) at infinite inputs; NaN where the value is NaN",
         "arrays": "<case>.<dtype>.x / .y: inputs rounded to the dtype (held in float64); "
         "<field>_hi + <field>_lo: golden none, sum, mean, grad_sum, grad_mean",
         "cases": [],

@@ -71,6 +71,28 @@ class MpmathOps(OpsBase):
 
     def __init__(self, constants: str | None = None) -> None:
         self.constants = constants
+        self._tape: tuple[str, list[Any]] | None = None
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[Any]]:
+        """Record what each ``stop_gradient`` sees, in order (for :meth:`replaying`)."""
+        tape: list[Any] = []
+        self._tape = ("record", tape)
+        try:
+            yield tape
+        finally:
+            self._tape = None
+
+    @contextlib.contextmanager
+    def replaying(self, tape: list[Any]) -> Iterator[None]:
+        """Each ``stop_gradient`` returns what it saw when recorded: the quantities a spec
+        declares constant for differentiation stay at their values at the recorded point,
+        so numerical differentiation sees them as constants too."""
+        self._tape = ("replay", list(tape))
+        try:
+            yield
+        finally:
+            self._tape = None
 
     def scalar(self, value, like):
         if self.constants is None:
@@ -147,7 +169,13 @@ class MpmathOps(OpsBase):
         return np.asarray(_isfinite(x), dtype=bool).reshape(np.shape(x))
 
     def stop_gradient(self, x):
-        return x
+        if self._tape is None:
+            return x
+        mode, tape = self._tape
+        if mode == "record":
+            tape.append(x)
+            return x
+        return tape.pop(0)
 
     # reductions
     def sum(self, x, axis=None, keepdims=False):

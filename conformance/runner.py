@@ -135,9 +135,12 @@ def run(
     devices: Sequence[str] | None = None,
     progress: Callable[[str], None] | None = None,
     with_seed: bool = True,
+    workers: int = 1,
 ) -> Report:
-    """Run the suite. ``None`` means all (every registered loss with a fixture, every backend,
-    dtype and device). ``progress`` is called once per cell with a label.
+    """Run the suite. ``None`` means all (every registered loss, every backend, dtype and
+    device). ``progress`` is called once per cell with a label. ``workers > 1`` runs the
+    built-in backends in that many processes, one backend per process at a time (JAX, the
+    slowest to dispatch eagerly, first).
 
     JAX runs with ``jax_enable_x64`` switched on (a process-wide JAX setting) so that its
     float64 is float64.
@@ -150,33 +153,87 @@ def run(
     devices = list(devices or DEVICES)
     _check_choices("dtype", dtypes, DTYPES)
     _check_choices("device", devices, DEVICES)
+    by_backend: dict[str, list[Cell]] = {}
+    in_process = order
+    if workers > 1:
+        parallel = [b for b in order if b in backends.BACKENDS and backends.installed(b)]
+        in_process = [b for b in order if b not in parallel]
+        by_backend.update(_run_in_processes(parallel, losses, dtypes, devices, progress, workers))
+    for backend in in_process:
+        by_backend[backend] = run_backend(backend, losses, dtypes, devices, progress)
+    cells = [cell for backend in order for cell in by_backend[backend]]
+    seed_results = [seed_example.run(b) for b in order] if with_seed else []
+    return Report(cells, seed_results, versions(order), time.perf_counter() - start)
+
+
+def run_backend(
+    backend: str,
+    losses: Sequence[str],
+    dtypes: Sequence[str],
+    devices: Sequence[str],
+    progress: Callable[[str], None] | None = None,
+) -> list[Cell]:
+    """Every cell of one backend, in this process."""
     stored = {name: fixtures.load(name) for name in losses if fixtures.available(name)}
-    if "jax" in order and backends.installed("jax"):
+    if backend == "jax" and backends.installed("jax"):
         import jax
 
         jax.config.update("jax_enable_x64", True)
     cells = []
-    for backend in order:
-        for device in devices:
-            for dtype in dtypes:
-                for loss in losses:
-                    if progress:
-                        progress(f"{loss} {backend} {dtype} {device}")
-                    if loss not in stored:
-                        cells.append(
-                            Cell(
-                                loss,
-                                backend,
-                                dtype,
-                                device,
-                                "no fixture",
-                                f"run `mlloss golden --loss {loss}` to make one",
-                            )
+    for device in devices:
+        for dtype in dtypes:
+            for loss in losses:
+                if progress:
+                    progress(f"{loss} {backend} {dtype} {device}")
+                if loss not in stored:
+                    cells.append(
+                        Cell(
+                            loss,
+                            backend,
+                            dtype,
+                            device,
+                            "no fixture",
+                            f"run `mlloss golden --loss {loss}` to make one",
                         )
-                        continue
-                    cells.append(_run_cell(stored[loss], loss, backend, dtype, device))
-    seed_results = [seed_example.run(b) for b in order] if with_seed else []
-    return Report(cells, seed_results, versions(order), time.perf_counter() - start)
+                    )
+                    continue
+                cells.append(_run_cell(stored[loss], loss, backend, dtype, device))
+    return cells
+
+
+def _run_in_processes(names, losses, dtypes, devices, progress, workers) -> dict[str, list[Cell]]:
+    """Each backend in a fresh process (so TensorFlow and torch never share one); progress
+    comes back through a queue."""
+    import multiprocessing
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("spawn")
+    slow_first = sorted(names, key=lambda b: ("jax", "tensorflow", "torch", "numpy").index(b))
+    with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
+        queue = manager.Queue()
+        futures = {
+            b: pool.submit(_worker, b, list(losses), list(dtypes), list(devices), queue)
+            for b in slow_first
+        }
+
+        def relay() -> None:
+            while (label := queue.get()) is not None:
+                if progress:
+                    progress(label)
+
+        reader = threading.Thread(target=relay, daemon=True)
+        reader.start()
+        try:
+            results = {b: f.result() for b, f in futures.items()}
+        finally:
+            queue.put(None)
+            reader.join()
+    return results
+
+
+def _worker(backend, losses, dtypes, devices, queue) -> list[Cell]:
+    return run_backend(backend, losses, dtypes, devices, progress=queue.put)
 
 
 def cell_count(losses, backend_names, dtypes, devices) -> int:

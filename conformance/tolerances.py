@@ -52,24 +52,37 @@ GRAD_FACTOR = 4
 
 @dataclass(frozen=True)
 class Override:
-    """A looser tolerance for one (loss, backend, dtype, device), with the reason it is needed."""
+    """A looser tolerance for one (loss, backend, dtype, device), with the reason it is needed.
+    ``backend``/``device`` None: every one (for a reason that is the loss's own, not a
+    backend's, such as its conditioning)."""
 
     loss: str
-    backend: str
+    backend: str | None
     dtype: str
-    device: str
+    device: str | None
     tolerance: Tolerance
     reason: str
 
 
-#: every exception to TABLE, each with its reason; empty means every backend meets the table
-OVERRIDES: tuple[Override, ...] = ()
+_EXPONENT_REASON = (
+    "bp_mll is exp(LSE_pos(-x) + LSE_neg(x)): exp turns an absolute error d in its argument "
+    "into a relative error d, and the argument reaches 200 at logits of +-100 (computed with "
+    "an error of ~eps per unit of it), so the relative error grows to ~200 eps; 256 is the "
+    "first power of two above that condition number"
+)
+
+#: every exception to TABLE, each with its reason
+OVERRIDES: tuple[Override, ...] = tuple(
+    Override("bp_mll", None, dtype, None, Tolerance(rel=256, abs=32), _EXPONENT_REASON)
+    for dtype in ("float64", "float32")
+)
 
 
 @dataclass(frozen=True)
 class KnownDifference:
     """A comparison that a gradient path cannot meet, by construction, and why. It is run and
-    reported (as a known difference, with its error), never counted as a pass or a failure."""
+    reported (as a known difference, with its error), never counted as a pass or a failure.
+    Only the non-default autodiff path has any: the fused backward meets every case."""
 
     losses: tuple[str, ...]
     path: str
@@ -80,14 +93,50 @@ class KnownDifference:
 
 KNOWN_DIFFERENCES: tuple[KnownDifference, ...] = (
     KnownDifference(
-        losses=("softmax_ce", "sparse_softmax_ce"),
+        losses=(
+            "softmax_ce",
+            "sparse_softmax_ce",
+            "poly1",
+            "focal",
+            "poly1_focal",
+            "hill",
+            "splc",
+            "zlpr",
+            "lsep",
+            "multilabel_hinge",
+            "two_way",
+        ),
         path="autodiff",
         case="infinite",
         quantity="grad",
         reason=(
-            "a row whose largest logit is +inf gets its limit from a where() that holds no "
-            "derivative for the +inf entries, and no finite expression of x = inf has one; "
-            "the fused backward (the default path) gives the limit gradient and is checked"
+            "at +-inf logits the spec's gradient is the limit of the gradient: the fused "
+            "backward (the default path, checked) computes it in closed form, while a framework "
+            "differentiating the formula meets inf - inf or 0 * inf inside where() branches, or "
+            "a where() that holds the limit as a constant, and returns NaN or 0"
+        ),
+    ),
+    KnownDifference(
+        losses=("abs_kl", "asl", "multilabel_hinge", "multilabel_soft_margin", "two_way", "zlpr"),
+        path="autodiff",
+        case="nan",
+        quantity="grad",
+        reason=(
+            "NaN in gives NaN out: the fused backward (checked) returns NaN for every logit "
+            "that a NaN value depends on; a framework differentiating the formula returns "
+            "finite gradients where the NaN sits in an unselected where() branch or in another "
+            "term of a sum, and NaN where 0 multiplies it"
+        ),
+    ),
+    KnownDifference(
+        losses=("bp_mll",),
+        path="autodiff",
+        case="extreme_100",
+        quantity="grad",
+        reason=(
+            "exp overflows to inf in the forward pass at logits of +-100, and the framework's "
+            "backward multiplies that inf by another term's 0 derivative (NaN); the fused "
+            "backward (checked) computes each entry's own exponent and stays finite"
         ),
     ),
 )
@@ -104,6 +153,10 @@ def known_difference(loss: str, path: str, case: str, quantity: str) -> str:
 def tolerance_for(loss: str, backend: str, dtype: str, device: str) -> tuple[Tolerance, str]:
     """The tolerance that applies, and the override's reason ('' for the table's own)."""
     for o in OVERRIDES:
-        if (o.loss, o.backend, o.dtype, o.device) == (loss, backend, dtype, device):
+        if (
+            (o.loss, o.dtype) == (loss, dtype)
+            and o.backend in (None, backend)
+            and o.device in (None, device)
+        ):
             return o.tolerance, o.reason
     return TABLE[dtype], ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -56,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     conform.add_argument("--json", metavar="PATH", help="also write every case as JSON")
     conform.add_argument(
         "--all-rows", action="store_true", help="list skipped and not-installed cells one by one"
+    )
+    conform.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        metavar="N",
+        help="processes to run backends in (default: 2, or 1 on one core)",
     )
     conform.set_defaults(run=_conform)
 
@@ -116,7 +124,9 @@ def _conform(args: argparse.Namespace) -> int:
     total = runner.cell_count(losses, chosen, args.dtype, args.device)
     advance, done = runner.progress_printer(total)
     try:
-        result = runner.run(losses, chosen, args.dtype, args.device, progress=advance)
+        result = runner.run(
+            losses, chosen, args.dtype, args.device, progress=advance, workers=args.workers
+        )
     finally:
         done()
     report.print_report(result, all_rows=args.all_rows)

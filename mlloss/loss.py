@@ -257,7 +257,14 @@ class Loss:
     def _vjp(self, ops: Ops, g: Any, x: Any, t: Prepared, p: Mapping[str, Any]) -> Any:
         assert self.spec.grad is not None
         local = self.spec.grad(ops, x, t, p)
-        return (g if self.spec.per == "element" else ops.expand_dims(g, -1)) * local
+        per = self.spec.per
+        if per != "element":
+            # NaN in, NaN out: a sample (or batch) whose logits hold a NaN has a NaN value, and
+            # so a NaN gradient for every logit it depends on (missing ones were zeroed before)
+            nan = x != x
+            nan = ops.any(nan, axis=-1, keepdims=True) if per == "sample" else ops.any(nan)
+            local = ops.where(nan, float("nan"), local)
+        return (ops.expand_dims(g, -1) if per == "sample" else g) * local
 
 
 def get(
@@ -309,7 +316,13 @@ def _prepare_targets(
     y = ops.cast(y, compute) if ops.dtype_name(y) != compute else y
     mask = ~(y < 0)
     safe = ops.where(mask, y, 0.0)
-    counted = mask if spec.per == "element" else ops.any(mask, axis=-1)
+    # what "mean" counts: observed elements, samples with an observed label, or the batch
+    if spec.per == "element":
+        counted = mask
+    elif spec.per == "sample":
+        counted = ops.any(mask, axis=-1)
+    else:
+        counted = ops.any(mask)
     return Prepared(safe, mask, counted)
 
 

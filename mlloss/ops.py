@@ -72,6 +72,7 @@ class Ops(Protocol):
         self, x: Tensor, axis: int = -1, where: Tensor | None = None, keepdims: bool = False
     ) -> Tensor: ...
     def log_softmax(self, x: Tensor, axis: int = -1, where: Tensor | None = None) -> Tensor: ...
+    def logaddexp(self, a: Tensor, b: Tensor) -> Tensor: ...
     def xlogy(self, a: Tensor, b: Tensor) -> Tensor: ...
     def xmul(self, a: Tensor, b: Tensor) -> Tensor: ...
     def xdivy(self, a: Tensor, b: Tensor) -> Tensor: ...
@@ -137,6 +138,12 @@ class OpsBase:
         shifted = self.where(infinite, limit, shifted)
         out = shifted - self.log(self.sum(self.exp(shifted), axis=axis, keepdims=True))
         return out if where is None else self.where(where, out, float("-inf"))
+
+    def logaddexp(self, a, b):
+        """``log(exp(a) + exp(b))`` without overflow; ``-inf`` only when both are."""
+        m = self.stop_gradient(self.maximum(a, b))
+        m = self.where(self.isfinite(m), m, 0.0)
+        return self.log(self.exp(a - m) + self.exp(b - m)) + m
 
     def xlogy(self, a, b):
         """``a * log(b)``, defined as 0 where ``a == 0`` (``log`` then never sees a NaN-maker)."""

@@ -22,7 +22,7 @@ Per = Literal["element", "sample", "batch"]
 InputKind = Literal["logits", "probabilities"]
 TargetKind = Literal["multi_hot", "class_index"]
 ParamKind = Literal["float", "bool", "per_class", "int", "choice"]
-DecodeRule = Literal["logit_threshold", "probability_threshold", "top1"]
+DecodeRule = Literal["logit_threshold", "probability_threshold", "zero_threshold", "top1", "top_k"]
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,30 @@ PARAM_SETS: dict[str, list[dict]] = {
         {"class_weight": [1.0, 2.0, 0.5, 1.0, 3.0], "ignore_index": -1},
         {"class_weight": [1.0, 2.0, 0.5, 1.0, 3.0], "label_smoothing": 0.2},
     ],
+    "multilabel_soft_margin": [{}, {"class_weight": [1.0, 0.0, 2.0, 1.0, 0.5]}],
+    "poly1": [{}, {"epsilon": 2.0}, {"epsilon": -0.5}],
+    "focal": [{}, {"gamma": 0.0}, {"gamma": 1.5, "alpha": 0.25}, {"gamma": 0.5}],
+    "poly1_focal": [{}, {"epsilon": 0.5, "gamma": 1.0, "alpha": 0.75}],
+    "asl": [
+        {},
+        {"gamma_pos": 1.0, "gamma_neg": 2.0, "clip": 0.0},
+        {"stop_grad_weight": True},
+        {"gamma_neg": 0.0, "clip": 0.1},
+        {"gamma_neg": 0.5, "gamma_pos": 0.5, "clip": 0.2},
+    ],
+    "hill": [{}, {"lamb": 1.0, "margin": 0.5, "gamma": 1.0}],
+    "splc": [{}, {"tau": 0.3, "margin": 0.5, "gamma": 0.0}],
+    "zlpr": [{}],
+    "lsep": [{}],
+    "bp_mll": [{}],
+    "multilabel_hinge": [{}, {"margin": 0.5}],
+    "two_way": [{}, {"tp": 1.0, "tn": 2.0}],
+    "abs_kl": [{}, {"eps": 1e-3}],
 }
+
+#: settings whose gradient is not the derivative of the value: what they hold constant for
+#: differentiation (stop_gradient) moves with the input
+NOT_A_DERIVATIVE = [("asl", {"stop_grad_weight": True})]
 
 
 def settings():
@@ -44,8 +67,17 @@ def setting_id(value) -> str:
     return str(value)
 
 
-def inputs(name: str, params: dict, seed: int = 0, missing: bool = True, n: int = N, c: int = C):
-    """(predictions, targets) as float64 / int64 NumPy arrays for the loss ``name``."""
+def inputs(
+    name: str,
+    params: dict,
+    seed: int = 0,
+    missing: bool = True,
+    n: int = N,
+    c: int = C,
+    empty_rows: bool = True,
+):
+    """(predictions, targets) as float64 / int64 NumPy arrays for the loss ``name``; with
+    ``missing`` one label is missing, and with ``empty_rows`` too a whole row."""
     spec = mlloss.spec(name)
     rng = np.random.default_rng(seed)
     x = rng.normal(scale=3.0, size=(n, c))
@@ -60,5 +92,6 @@ def inputs(name: str, params: dict, seed: int = 0, missing: bool = True, n: int 
     y[rng.random((n, c)) < 0.2] = 0.3  # soft labels
     if missing and n > 2:
         y[0, 1] = -1.0  # one missing label
-        y[2, :] = -1.0  # a row with every label missing
+        if empty_rows:
+            y[2, :] = -1.0  # a row with every label missing
     return x, y

@@ -50,12 +50,17 @@ def test_jax_jit_grad_and_vmap(name, params, jax_backend, backend_arg):
     value, grad = jax.jit(jax.value_and_grad(loss))(jnp.asarray(x), jnp.asarray(y))
     np.testing.assert_allclose(float(value), ref_value, rtol=1e-12)
     np.testing.assert_allclose(np.asarray(grad), ref_grad, rtol=1e-11, atol=1e-14)
-    # vmap over samples: one sample at a time, summed, is the batch's sum
+    # vmap over samples: one sample at a time is that sample alone (summed, the batch's sum,
+    # except for a batch-level loss, which is one batch of one sample per call)
     per_sample = mlloss.get(name, backend=backend_arg, reduction="sum", **params)
     mapped = jax.jit(jax.vmap(per_sample))(jnp.asarray(x), jnp.asarray(y))
-    total = mlloss.get(name, backend="numpy", reduction="sum", **params)(x, y)
     assert mapped.shape == (x.shape[0],)
-    np.testing.assert_allclose(float(jnp.sum(mapped)), total, rtol=1e-12)
+    if mlloss.spec(name).per == "batch":
+        alone = [per_sample(jnp.asarray(x[i : i + 1]), jnp.asarray(y[i : i + 1])) for i in range(3)]
+        np.testing.assert_allclose(np.asarray(mapped[:3]), np.asarray(alone), rtol=1e-12)
+    else:
+        total = mlloss.get(name, backend="numpy", reduction="sum", **params)(x, y)
+        np.testing.assert_allclose(float(jnp.sum(mapped)), total, rtol=1e-12)
 
 
 @pytest.mark.parametrize("jit_compile", [False, True], ids=["graph", "xla"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cases import PARAM_SETS, inputs, setting_id, settings
+from cases import NOT_A_DERIVATIVE, PARAM_SETS, inputs, setting_id, settings
 from conftest import FRAMEWORKS, backend_params, devices, to_backend, to_numpy
 
 import mlloss
@@ -32,14 +32,21 @@ def _definition(name, params, x, y):
 
 @pytest.mark.parametrize(("name", "params"), SETTINGS, ids=IDS)
 def test_value_equals_textbook_definition(name, params):
-    x, y = inputs(name, params)
+    x, y = inputs(name, params, empty_rows=False)  # textbook forms divide by a row's count
     value = mlloss.get(name, backend="numpy", reduction="none", **params)(x, y)
     expected = _definition(name, params, x, y)
     np.testing.assert_allclose(value, expected, rtol=1e-12, atol=1e-13)
 
 
+DERIVATIVE_SETTINGS = [(n, p) for n, p in SETTINGS if (n, p) not in NOT_A_DERIVATIVE]
+
+
 @pytest.mark.parametrize("reduction", mlloss.REDUCTIONS)
-@pytest.mark.parametrize(("name", "params"), SETTINGS, ids=IDS)
+@pytest.mark.parametrize(
+    ("name", "params"),
+    DERIVATIVE_SETTINGS,
+    ids=[f"{n}[{setting_id(p)}]" for n, p in DERIVATIVE_SETTINGS],
+)
 def test_numpy_gradient_matches_finite_differences(name, params, reduction):
     x, y = inputs(name, params, seed=1)
     loss = mlloss.get(name, backend="numpy", reduction=reduction, **params)
@@ -86,8 +93,9 @@ def test_fused_backward_matches_the_frameworks_autodiff(name, params, backend):
     framework differentiating the spec's value itself, through a non-trivial upstream."""
     x, y = inputs(name, params, seed=3)
     weights = np.linspace(0.5, 2.0, num=x.size).reshape(x.shape)
-    if mlloss.spec(name).per == "sample":
-        weights = weights[:, 0]
+    per = mlloss.spec(name).per
+    if per != "element":
+        weights = weights[:, 0] if per == "sample" else np.asarray(1.5)
     ops = backends.load(backend)
     xt, yt, wt = (to_backend(backend, a) for a in (x, y, weights))
     grads = []
@@ -113,8 +121,12 @@ def test_reductions_and_missing_labels(name, params, backend):
         assert none.shape == y.shape
     else:
         observed = y >= 0
-        counted = observed if spec.per == "element" else observed.any(axis=-1)
-        assert none.shape == (x.shape if spec.per == "element" else x.shape[:-1])
+        counted = {
+            "element": observed,
+            "sample": observed.any(axis=-1),
+            "batch": np.asarray(observed.any()),
+        }[spec.per]
+        assert none.shape == counted.shape
     assert np.all(none[~counted] == 0.0)
     assert total == pytest.approx(none.sum(), rel=1e-12)
     assert mean == pytest.approx(none.sum() / counted.sum(), rel=1e-12)

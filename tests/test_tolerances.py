@@ -17,8 +17,8 @@ def test_table_covers_every_dtype_and_is_not_loose():
 
 def test_every_override_names_a_real_cell_and_gives_a_reason():
     for o in tolerances.OVERRIDES:
-        assert o.loss in mlloss.names() and o.backend in backends.names()
-        assert o.dtype in runner.DTYPES and o.device in runner.DEVICES
+        assert o.loss in mlloss.names() and o.backend in (None, *backends.names())
+        assert o.dtype in runner.DTYPES and o.device in (None, *runner.DEVICES)
         assert len(o.reason) > 30
 
 

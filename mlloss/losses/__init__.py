@@ -1,10 +1,31 @@
 """The catalog: one module per family. Importing this package registers every built-in loss."""
 
-from mlloss.losses.binary import BCE, SIGMOID_BCE
-from mlloss.losses.softmax import SOFTMAX_CE, SPARSE_SOFTMAX_CE
+from mlloss.losses.binary import BCE, MULTILABEL_SOFT_MARGIN, SIGMOID_BCE
+from mlloss.losses.divergence import ABS_KL
+from mlloss.losses.focal import ASL, FOCAL, HILL, POLY1_FOCAL, SPLC
+from mlloss.losses.ranking import BP_MLL, LSEP, MULTILABEL_HINGE, TWO_WAY, ZLPR
+from mlloss.losses.softmax import POLY1, SOFTMAX_CE, SPARSE_SOFTMAX_CE
 from mlloss.registry import register
 
-BUILTIN = (SIGMOID_BCE, BCE, SOFTMAX_CE, SPARSE_SOFTMAX_CE)
+BUILTIN = (
+    SIGMOID_BCE,
+    BCE,
+    MULTILABEL_SOFT_MARGIN,
+    SOFTMAX_CE,
+    SPARSE_SOFTMAX_CE,
+    POLY1,
+    FOCAL,
+    POLY1_FOCAL,
+    ASL,
+    HILL,
+    SPLC,
+    ZLPR,
+    LSEP,
+    BP_MLL,
+    MULTILABEL_HINGE,
+    TWO_WAY,
+    ABS_KL,
+)
 
 for _spec in BUILTIN:
     register(_spec)

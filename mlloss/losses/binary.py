@@ -206,3 +206,60 @@ BCE = LossSpec(
     ),
     references=("keras.losses.binary_crossentropy documentation (clipping at epsilon)",),
 )
+
+
+# multilabel_soft_margin -----------------------------------------------------------------------
+
+
+def _observed_classes(ops, t):
+    """The number of observed classes of each sample, at least 1, shaped (..., 1)."""
+    count = ops.sum(ops.where(t.mask, 1.0, ops.zeros_like(t.y)), axis=-1, keepdims=True)
+    return ops.maximum(count, 1.0)
+
+
+def _soft_margin_params(p):
+    return {"pos_weight": None, "class_weight": p["class_weight"], "label_smoothing": 0.0}
+
+
+def multilabel_soft_margin_value(ops, x, t, p):
+    per_class = sigmoid_bce_value(ops, x, t, _soft_margin_params(p))
+    return ops.sum(per_class / _observed_classes(ops, t), axis=-1)
+
+
+def multilabel_soft_margin_grad(ops, x, t, p):
+    return sigmoid_bce_grad(ops, x, t, _soft_margin_params(p)) / _observed_classes(ops, t)
+
+
+def multilabel_soft_margin_definition(ops, x, t, p):
+    per_class = sigmoid_bce_definition(ops, x, t, _soft_margin_params(p))
+    return ops.sum(per_class, axis=-1) / ops.sum(
+        ops.where(t.mask, 1.0, ops.zeros_like(t.y)), axis=-1
+    )
+
+
+MULTILABEL_SOFT_MARGIN = LossSpec(
+    name="multilabel_soft_margin",
+    summary="Per-sample mean over classes of the weighted sigmoid BCE (torch's soft margin).",
+    formula=(
+        r"\ell_i = -\frac{1}{C}\sum_c w_c\left[y_{ic}\log\sigma(x_{ic})"
+        r" + (1 - y_{ic})\log\sigma(-x_{ic})\right]"
+    ),
+    per="sample",
+    input_kind="logits",
+    target_kind="multi_hot",
+    params=(_CLASS_WEIGHT,),
+    value=multilabel_soft_margin_value,
+    definition=multilabel_soft_margin_definition,
+    grad=multilabel_soft_margin_grad,
+    decode="logit_threshold",
+    natives=(
+        Native(
+            "torch",
+            "torch.nn.functional.multilabel_soft_margin_loss",
+            "F.multilabel_soft_margin_loss(x, y, weight=class_weight, reduction=reduction)",
+            "no missing labels",
+        ),
+    ),
+    references=("torch.nn.MultiLabelSoftMarginLoss documentation",),
+    notes="With missing labels C is the number of observed classes of the sample.",
+)

@@ -212,3 +212,66 @@ SPARSE_SOFTMAX_CE = LossSpec(
     ),
     references=("torch.nn.CrossEntropyLoss documentation (label smoothing with weights)",),
 )
+
+
+# poly1 ----------------------------------------------------------------------------------------
+
+
+def _poly1_parts(ops, x, t):
+    log_p = ops.log_softmax(x, axis=-1, where=t.mask)
+    p_t = ops.sum(ops.where(t.mask, ops.xmul(t.y, ops.exp(log_p)), 0.0), axis=-1)
+    return log_p, p_t
+
+
+def poly1_value(ops, x, t, p):
+    _, p_t = _poly1_parts(ops, x, t)
+    ce = _cross_entropy(ops, x, t.y, t.mask)
+    counted = ops.any(t.mask, axis=-1)
+    return ops.where(counted, ce + p["epsilon"] * (1.0 - p_t), 0.0)
+
+
+def poly1_grad(ops, x, t, p):
+    log_p, p_t = _poly1_parts(ops, x, t)
+    softmax = ops.exp(log_p)
+    # d p_t / d x_j = softmax_j (y_j - p_t)
+    d_pt = softmax * (t.y - ops.expand_dims(p_t, -1))
+    grad = _cross_entropy_grad(ops, x, t.y, t.mask) - p["epsilon"] * d_pt
+    return ops.where(t.mask, grad, 0.0)
+
+
+def poly1_definition(ops, x, t, p):
+    e = ops.where(t.mask, ops.exp(x), 0.0)
+    softmax = e / ops.sum(e, axis=-1, keepdims=True)
+    p_t = ops.sum(ops.where(t.mask, t.y * softmax, 0.0), axis=-1)
+    return _naive_cross_entropy(ops, x, t.y, t.mask) + p["epsilon"] * (1.0 - p_t)
+
+
+POLY1 = LossSpec(
+    name="poly1",
+    aliases=("poly1_cross_entropy",),
+    summary="Poly-1 cross-entropy: softmax CE plus epsilon (1 - p_t).",
+    formula=(
+        r"\ell_i = -\sum_c y_{ic} \log s_{ic} + \epsilon\left(1 - \sum_c y_{ic} s_{ic}\right),"
+        r"\quad s = \operatorname{softmax}(x_i)"
+    ),
+    per="sample",
+    input_kind="logits",
+    target_kind="multi_hot",
+    params=(Param("epsilon", 1.0, "float", "the weight of the first polynomial term", low=-1.0),),
+    value=poly1_value,
+    definition=poly1_definition,
+    grad=poly1_grad,
+    decode="top1",
+    natives=(
+        Native(
+            "jax",
+            "optax.poly_loss_cross_entropy",
+            "optax.poly_loss_cross_entropy(x, y, epsilon=epsilon)",
+            "unreduced",
+        ),
+    ),
+    references=(
+        "Leng et al., PolyLoss: A Polynomial Expansion Perspective of Classification Loss "
+        "Functions, ICLR 2022, eq. 3",
+    ),
+)

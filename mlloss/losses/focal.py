@@ -1,0 +1,412 @@
+"""Focusing losses: element-wise sigmoid losses that reweight easy and hard entries.
+
+``focal``, ``poly1_focal``, ``asl``, ``hill`` and ``splc``. Notation: x logits, y targets in
+[0, 1] (negative: missing), p = sigmoid(x), p_t = p y + (1 - p)(1 - y). Every power of a
+probability is computed in log space, exp(gamma * log q) with log q from log_sigmoid, so
+(1 - p_t)^gamma neither underflows early nor turns 0 * inf into NaN.
+"""
+
+from __future__ import annotations
+
+from mlloss.spec import LossSpec, Native, Param
+
+_GAMMA = Param("gamma", 2.0, "float", "the focusing exponent on (1 - p_t)", low=0.0)
+_ALPHA = Param(
+    "alpha",
+    None,
+    "float",
+    "the weight of positives, 1 - alpha that of negatives (None: no class balancing)",
+    low=0.0,
+    high=1.0,
+    optional=True,
+)
+
+
+def _pow(ops, log_base, exponent):
+    """base ** exponent from log(base), for a constant exponent >= 0: 0 ** 0 = 1 (not
+    exp(0 * -inf) = NaN), and 0 ** e = 0 for e > 0."""
+    if exponent == 0:
+        return ops.zeros_like(log_base) + 1.0
+    return ops.exp(exponent * log_base)
+
+
+def _bce(ops, x, y):
+    """softplus(x) - x y, as y softplus(-x) + (1 - y) softplus(x) (exact at +-inf)."""
+    return ops.xmul(y, ops.softplus(-x)) + ops.xmul(1.0 - y, ops.softplus(x))
+
+
+def _log_one_minus_pt(ops, x, y):
+    """log(1 - p_t) = log(y sigmoid(-x) + (1 - y) sigmoid(x)), stable for every x."""
+    return ops.logaddexp(ops.log(y) + ops.log_sigmoid(-x), ops.log(1.0 - y) + ops.log_sigmoid(x))
+
+
+def _d_log_one_minus_pt(ops, x, y):
+    """d/dx log(1 - p_t) = (1 - 2y) sigmoid(x) sigmoid(-x) / (1 - p_t), written as
+    (1 - 2y) / (y / sigmoid(x) + (1 - y) / sigmoid(-x)) so that it has its limits at +-inf."""
+    ratio = 1.0 / (ops.xdivy(y, ops.sigmoid(x)) + ops.xdivy(1.0 - y, ops.sigmoid(-x)))
+    return (1.0 - 2.0 * y) * ratio
+
+
+def _alpha_t(y, alpha):
+    return 1.0 if alpha is None else alpha * y + (1.0 - alpha) * (1.0 - y)
+
+
+# focal ----------------------------------------------------------------------------------------
+
+
+def _focal_parts(ops, x, t, p):
+    y, gamma = t.y, p["gamma"]
+    weight = _pow(ops, _log_one_minus_pt(ops, x, y), gamma)
+    return y, gamma, weight, _bce(ops, x, y)
+
+
+def focal_value(ops, x, t, p):
+    y, _, weight, bce = _focal_parts(ops, x, t, p)
+    return ops.where(t.mask, _alpha_t(y, p["alpha"]) * ops.xmul(weight, bce), 0.0)
+
+
+def _focal_grad_unweighted(ops, x, y, gamma, weight, bce):
+    d_bce = (1.0 - y) * ops.sigmoid(x) - y * ops.sigmoid(-x)
+    d_log_w = _d_log_one_minus_pt(ops, x, y)
+    # d_log_w vanishes where bce is infinite (x = +-inf): the product's limit is 0
+    return weight * d_bce + gamma * ops.xmul(d_log_w, ops.xmul(weight, bce))
+
+
+def focal_grad(ops, x, t, p):
+    y, gamma, weight, bce = _focal_parts(ops, x, t, p)
+    grad = _focal_grad_unweighted(ops, x, y, gamma, weight, bce)
+    return ops.where(t.mask, _alpha_t(y, p["alpha"]) * grad, 0.0)
+
+
+def focal_definition(ops, x, t, p):
+    y, q = t.y, ops.sigmoid(x)
+    p_t = q * y + (1.0 - q) * (1.0 - y)
+    bce = -(y * ops.log(q) + (1.0 - y) * ops.log(1.0 - q))
+    loss = _alpha_t(y, p["alpha"]) * (1.0 - p_t) ** p["gamma"] * bce
+    return ops.where(t.mask, loss, 0.0)
+
+
+FOCAL = LossSpec(
+    name="focal",
+    aliases=("sigmoid_focal", "focal_loss"),
+    summary="Focal loss: sigmoid BCE down-weighted on easy entries by (1 - p_t)^gamma.",
+    formula=(
+        r"\ell = \alpha_t (1 - p_t)^\gamma \,\mathrm{BCE}(x, y),\quad"
+        r" p_t = p y + (1-p)(1-y),\ \alpha_t = \alpha y + (1-\alpha)(1-y)"
+    ),
+    per="element",
+    input_kind="logits",
+    target_kind="multi_hot",
+    params=(_GAMMA, _ALPHA),
+    value=focal_value,
+    definition=focal_definition,
+    grad=focal_grad,
+    decode="logit_threshold",
+    natives=(
+        Native(
+            "torchvision",
+            "torchvision.ops.sigmoid_focal_loss",
+            "sigmoid_focal_loss(x, y, alpha=alpha if alpha is not None else -1, gamma=gamma)",
+            "torchvision's default alpha is 0.25; alpha < 0 there means no balancing",
+        ),
+        Native(
+            "jax",
+            "optax.sigmoid_focal_loss",
+            "optax.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma)",
+            "unreduced",
+        ),
+    ),
+    references=("Lin et al., Focal Loss for Dense Object Detection, ICCV 2017, eq. 5",),
+    notes="alpha=None applies no class balancing (alpha_t = 1).",
+)
+
+
+# poly1_focal ----------------------------------------------------------------------------------
+
+
+def poly1_focal_value(ops, x, t, p):
+    y, gamma, weight, bce = _focal_parts(ops, x, t, p)
+    poly = p["epsilon"] * _pow(ops, _log_one_minus_pt(ops, x, y), gamma + 1.0)
+    return ops.where(t.mask, _alpha_t(y, p["alpha"]) * ops.xmul(weight, bce) + poly, 0.0)
+
+
+def poly1_focal_grad(ops, x, t, p):
+    y, gamma, weight, bce = _focal_parts(ops, x, t, p)
+    focal = _alpha_t(y, p["alpha"]) * _focal_grad_unweighted(ops, x, y, gamma, weight, bce)
+    log_w = _log_one_minus_pt(ops, x, y)
+    poly = p["epsilon"] * (gamma + 1.0) * _pow(ops, log_w, gamma + 1.0)
+    return ops.where(t.mask, focal + poly * _d_log_one_minus_pt(ops, x, y), 0.0)
+
+
+def poly1_focal_definition(ops, x, t, p):
+    y, q = t.y, ops.sigmoid(x)
+    p_t = q * y + (1.0 - q) * (1.0 - y)
+    poly = p["epsilon"] * (1.0 - p_t) ** (p["gamma"] + 1.0)
+    return focal_definition(ops, x, t, p) + ops.where(t.mask, poly, 0.0)
+
+
+POLY1_FOCAL = LossSpec(
+    name="poly1_focal",
+    summary="Poly-1 focal loss: focal plus epsilon (1 - p_t)^(gamma + 1).",
+    formula=r"\ell = \mathrm{focal}(x, y) + \epsilon (1 - p_t)^{\gamma + 1}",
+    per="element",
+    input_kind="logits",
+    target_kind="multi_hot",
+    params=(
+        Param("epsilon", 1.0, "float", "the weight of the first polynomial term", low=-1.0),
+        _GAMMA,
+        _ALPHA,
+    ),
+    value=poly1_focal_value,
+    definition=poly1_focal_definition,
+    grad=poly1_focal_grad,
+    decode="logit_threshold",
+    references=(
+        "Leng et al., PolyLoss: A Polynomial Expansion Perspective of Classification Loss "
+        "Functions, ICLR 2022, eq. 4",
+    ),
+)
+
+
+# asl ------------------------------------------------------------------------------------------
+
+
+def _shifted_probability(ops, x, clip):
+    """p_m = max(p - clip, 0), as (p_m, inside = p > clip). Written with where so that the
+    gradient at p = clip is 0 on every backend (the declared subgradient; the frameworks'
+    maximums split a tie differently)."""
+    shifted = ops.sigmoid(x) - ops.scalar(clip, x)
+    inside = shifted > 0
+    return ops.where(inside, shifted, ops.zeros_like(shifted)), inside
+
+
+def _asl_negative(ops, x, clip):
+    """(log p_m, -log(1 - p_m)); with clip = 0 both from log_sigmoid, exact for large x."""
+    if clip == 0.0:
+        return ops.log_sigmoid(x), ops.softplus(x)
+    p_m, _ = _shifted_probability(ops, x, clip)
+    return ops.log(p_m), -ops.log1p(-p_m)
+
+
+def asl_value(ops, x, t, p):
+    y = t.y
+    log_pm, neg_log_1m_pm = _asl_negative(ops, x, p["clip"])
+    w_pos = _pow(ops, ops.log_sigmoid(-x), p["gamma_pos"])
+    w_neg = _pow(ops, log_pm, p["gamma_neg"])
+    if p["stop_grad_weight"]:
+        w_pos, w_neg = ops.stop_gradient(w_pos), ops.stop_gradient(w_neg)
+    loss = ops.xmul(y * w_pos, ops.softplus(-x)) + ops.xmul((1.0 - y) * w_neg, neg_log_1m_pm)
+    return ops.where(t.mask, loss, 0.0)
+
+
+def asl_grad(ops, x, t, p):
+    y, gp, gn, clip = t.y, p["gamma_pos"], p["gamma_neg"], p["clip"]
+    q, q_neg = ops.sigmoid(x), ops.sigmoid(-x)
+    log_pm, neg_log_1m_pm = _asl_negative(ops, x, clip)
+    w_pos = _pow(ops, ops.log_sigmoid(-x), gp)
+    w_neg = _pow(ops, log_pm, gn)
+    # positive term w_pos (-log p): d(-log p)/dx = -(1 - p), d w_pos/dx = -gp w_pos p
+    d_pos = -w_pos * q_neg
+    if clip == 0.0:
+        # negative term w_neg (-log(1 - p)): d(-log(1 - p))/dx = p, d w_neg/dx = gn w_neg (1-p)
+        d_neg = w_neg * q
+        d_weight_neg = gn * ops.xmul(w_neg * q_neg, neg_log_1m_pm)
+    else:
+        p_m, inside = _shifted_probability(ops, x, clip)
+        d_pm = ops.where(inside, q * q_neg, ops.zeros_like(q))  # 0 at and below the clip
+        d_neg = w_neg / (1.0 - p_m) * d_pm
+        # d w_neg/dx = gn p_m^(gn - 1) dp_m/dx = gn w_neg dp_m/dx / p_m (0 where p_m = 0)
+        d_weight_neg = gn * ops.xmul(w_neg * ops.xdivy(d_pm, p_m), neg_log_1m_pm)
+    if not p["stop_grad_weight"]:
+        d_pos = d_pos - ops.xmul(gp * w_pos * q, ops.softplus(-x))
+        d_neg = d_neg + d_weight_neg
+    grad = ops.xmul(y, d_pos) + ops.xmul(1.0 - y, d_neg)
+    return ops.where(t.mask, grad, 0.0)
+
+
+def asl_definition(ops, x, t, p):
+    y, q = t.y, ops.sigmoid(x)
+    p_m = ops.maximum(q - ops.scalar(p["clip"], x), 0.0)
+    loss = -(
+        y * (1.0 - q) ** p["gamma_pos"] * ops.log(q)
+        + (1.0 - y) * p_m ** p["gamma_neg"] * ops.log(1.0 - p_m)
+    )
+    return ops.where(t.mask, loss, 0.0)
+
+
+def asl_kink_side(ops, x, t, p):
+    """At p = clip the gradient is the left one: p_m = max(p - clip, 0) passes none at 0."""
+    at_clip = ops.sigmoid(x) == ops.scalar(p["clip"], x)
+    return ops.where(at_clip, -1.0, ops.zeros_like(x))
+
+
+ASL = LossSpec(
+    name="asl",
+    aliases=("asymmetric_loss",),
+    summary="Asymmetric loss: separate focusing for positives and negatives, shifted negatives.",
+    formula=(
+        r"\ell = -\left[y (1-p)^{\gamma_+} \log p + (1-y)\, p_m^{\gamma_-} \log(1 - p_m)\right],"
+        r"\quad p_m = \max(p - m, 0)"
+    ),
+    per="element",
+    input_kind="logits",
+    target_kind="multi_hot",
+    params=(
+        Param("gamma_pos", 0.0, "float", "focusing exponent on positives", low=0.0),
+        Param("gamma_neg", 4.0, "float", "focusing exponent on negatives", low=0.0),
+        Param(
+            "clip",
+            0.05,
+            "float",
+            "probability margin m shifting negatives",
+            low=0.0,
+            high=1.0,
+            high_open=True,
+        ),
+        Param(
+            "stop_grad_weight",
+            False,
+            "bool",
+            "treat the two focusing weights as constants for differentiation",
+        ),
+    ),
+    value=asl_value,
+    definition=asl_definition,
+    grad=asl_grad,
+    decode="logit_threshold",
+    subgradients={"max(p - clip, 0)": "0 at p = clip (the left-hand derivative)"},
+    kink_side=asl_kink_side,
+    references=("Ridnik et al., Asymmetric Loss For Multi-Label Classification, ICCV 2021",),
+    notes="With stop_grad_weight the weights are constants for differentiation (the paper's "
+    "reference code computes them under torch.no_grad).",
+)
+
+
+# hill -----------------------------------------------------------------------------------------
+
+
+def hill_value(ops, x, t, p):
+    y, z = t.y, x - p["margin"]
+    pos = ops.xmul(_pow(ops, ops.log_sigmoid(-z), p["gamma"]), ops.softplus(-z))
+    q = ops.sigmoid(x)
+    neg = (p["lamb"] - q) * q * q
+    return ops.where(t.mask, ops.xmul(y, pos) + (1.0 - y) * neg, 0.0)
+
+
+def hill_grad(ops, x, t, p):
+    y, z, gamma = t.y, x - p["margin"], p["gamma"]
+    w = _pow(ops, ops.log_sigmoid(-z), gamma)
+    d_pos = -(gamma * ops.xmul(w * ops.sigmoid(z), ops.softplus(-z)) + w * ops.sigmoid(-z))
+    q = ops.sigmoid(x)
+    d_neg = (2.0 * p["lamb"] * q - 3.0 * q * q) * q * ops.sigmoid(-x)
+    return ops.where(t.mask, ops.xmul(y, d_pos) + (1.0 - y) * d_neg, 0.0)
+
+
+def hill_definition(ops, x, t, p):
+    y = t.y
+    q_m = ops.sigmoid(x - p["margin"])
+    q = ops.sigmoid(x)
+    loss = y * (-((1.0 - q_m) ** p["gamma"]) * ops.log(q_m)) + (1.0 - y) * ((p["lamb"] - q) * q**2)
+    return ops.where(t.mask, loss, 0.0)
+
+
+HILL = LossSpec(
+    name="hill",
+    summary="Hill loss: a margin focal term on positives, a hill-shaped bounded term on negatives.",
+    formula=(
+        r"\ell = y\left[-(1 - \sigma(x - m))^\gamma \log \sigma(x - m)\right]"
+        r" + (1 - y)\left[(\lambda - p)\, p^2\right]"
+    ),
+    per="element",
+    input_kind="logits",
+    target_kind="multi_hot",
+    params=(
+        Param("lamb", 1.5, "float", "lambda: the hill's height parameter", low=0.0),
+        Param("margin", 1.0, "float", "m: the margin on positive logits", low=0.0),
+        Param("gamma", 2.0, "float", "focusing exponent on positives", low=0.0),
+    ),
+    value=hill_value,
+    definition=hill_definition,
+    grad=hill_grad,
+    decode="logit_threshold",
+    references=(
+        "Zhang et al., Simple and Robust Loss Design for Multi-Label Learning with Missing "
+        "Labels, arXiv 2112.07368 (2021), eq. 7",
+    ),
+)
+
+
+# splc -----------------------------------------------------------------------------------------
+
+
+def _splc_parts(ops, x, t, p):
+    y = t.y
+    z = x - p["margin"] * y
+    confident = ops.sigmoid(z) > ops.scalar(p["tau"], x)
+    # t: the pseudo-label, a constant for differentiation
+    target = ops.stop_gradient(
+        ops.where((y == 1.0) | ((y == 0.0) & confident), 1.0, ops.zeros_like(x))
+    )
+    return z, target, p["gamma"]
+
+
+def splc_value(ops, x, t, p):
+    z, target, gamma = _splc_parts(ops, x, t, p)
+    pos = ops.xmul(_pow(ops, ops.log_sigmoid(-z), gamma), ops.softplus(-z))
+    neg = ops.xmul(_pow(ops, ops.log_sigmoid(z), gamma), ops.softplus(z))
+    return ops.where(t.mask, ops.xmul(target, pos) + ops.xmul(1.0 - target, neg), 0.0)
+
+
+def splc_grad(ops, x, t, p):
+    z, target, gamma = _splc_parts(ops, x, t, p)
+    w_pos = _pow(ops, ops.log_sigmoid(-z), gamma)
+    w_neg = _pow(ops, ops.log_sigmoid(z), gamma)
+    d_pos = -(gamma * ops.xmul(w_pos * ops.sigmoid(z), ops.softplus(-z)) + w_pos * ops.sigmoid(-z))
+    d_neg = gamma * ops.xmul(w_neg * ops.sigmoid(-z), ops.softplus(z)) + w_neg * ops.sigmoid(z)
+    return ops.where(t.mask, ops.xmul(target, d_pos) + ops.xmul(1.0 - target, d_neg), 0.0)
+
+
+def splc_definition(ops, x, t, p):
+    y = t.y
+    q = ops.sigmoid(x - p["margin"] * y)
+    target = ops.where((y == 1.0) | ((y == 0.0) & (q > p["tau"])), 1.0, ops.zeros_like(x))
+    loss = -(
+        target * (1.0 - q) ** p["gamma"] * ops.log(q)
+        + (1.0 - target) * q ** p["gamma"] * ops.log(1.0 - q)
+    )
+    return ops.where(t.mask, loss, 0.0)
+
+
+SPLC = LossSpec(
+    name="splc",
+    summary="Self-paced loss correction: confident negatives become positives (missing labels).",
+    formula=(
+        r"\ell = -\left[t (1-q)^\gamma \log q + (1-t)\, q^\gamma \log(1-q)\right],\quad"
+        r" q = \sigma(x - m y),\ t = [y = 1 \lor (y = 0 \land q > \tau)]"
+    ),
+    per="element",
+    input_kind="logits",
+    target_kind="multi_hot",
+    params=(
+        Param(
+            "tau",
+            0.6,
+            "float",
+            "confidence above which a negative is taken as positive",
+            low=0.0,
+            high=1.0,
+        ),
+        Param("margin", 1.0, "float", "m: the margin on positive logits", low=0.0),
+        Param("gamma", 2.0, "float", "focusing exponent", low=0.0),
+    ),
+    value=splc_value,
+    definition=splc_definition,
+    grad=splc_grad,
+    decode="logit_threshold",
+    references=(
+        "Zhang et al., Simple and Robust Loss Design for Multi-Label Learning with Missing "
+        "Labels, arXiv 2112.07368 (2021), eq. 9",
+    ),
+    notes="The pseudo-label t is a constant for differentiation. A soft label strictly "
+    "between 0 and 1 gets t = 0.",
+)
