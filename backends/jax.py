@@ -100,6 +100,9 @@ class JaxOps(OpsBase):
     def argmax(self, x, axis=-1):
         return jnp.argmax(x, axis=axis)
 
+    def argsort(self, x, axis=-1):
+        return jnp.argsort(x, axis=axis, stable=True)
+
     def expand_dims(self, x, axis):
         return jnp.expand_dims(x, axis)
 

@@ -103,6 +103,9 @@ class NumpyOps(OpsBase):
     def argmax(self, x, axis=-1):
         return np.argmax(x, axis=axis)
 
+    def argsort(self, x, axis=-1):
+        return np.argsort(x, axis=axis, kind="stable")
+
     def expand_dims(self, x, axis):
         return np.expand_dims(x, axis)
 

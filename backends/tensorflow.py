@@ -102,6 +102,9 @@ class TensorflowOps(OpsBase):
     def argmax(self, x, axis=-1):
         return tf.math.argmax(x, axis=axis)
 
+    def argsort(self, x, axis=-1):
+        return tf.argsort(x, axis=axis, stable=True)
+
     def expand_dims(self, x, axis):
         return tf.expand_dims(x, axis)
 

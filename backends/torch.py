@@ -161,6 +161,9 @@ class TorchOps(OpsBase):
     def argmax(self, x, axis=-1):
         return torch.argmax(x, dim=axis)
 
+    def argsort(self, x, axis=-1):
+        return torch.argsort(x, dim=axis, stable=True)
+
     def expand_dims(self, x, axis):
         return torch.unsqueeze(x, axis)
 

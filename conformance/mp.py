@@ -198,6 +198,9 @@ class MpmathOps(OpsBase):
     def argmax(self, x, axis=-1):
         return np.argmax(self.to_numpy(x), axis=axis)
 
+    def argsort(self, x, axis=-1):
+        return np.argsort(self.to_numpy(x), axis=axis, kind="stable")
+
     def expand_dims(self, x, axis):
         return np.expand_dims(x, axis)
 

@@ -67,6 +67,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     conform.set_defaults(run=_conform)
 
+    plot = sub.add_parser("plot", help="the loss and its gradient against the logit (PNG)")
+    plot.add_argument("name")
+    plot.add_argument("--out", metavar="FILE", help="default: NAME.png")
+    plot.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a loss parameter (repeatable), e.g. --param gamma=2",
+    )
+    plot.set_defaults(run=_plot)
+
+    docs = sub.add_parser("docs", help="write docs/losses.md from the specs (or --check it)")
+    docs.add_argument("--out", default="docs/losses.md", metavar="PATH")
+    docs.add_argument("--check", action="store_true", help="exit 1 when the file is stale")
+    docs.set_defaults(run=_docs)
+
     regenerate = sub.add_parser(
         "golden", help="regenerate the golden fixtures (or --check them against a regeneration)"
     )
@@ -138,6 +155,41 @@ def _conform(args: argparse.Namespace) -> int:
         print("mlloss conform: nothing ran (no backend installed?)", file=sys.stderr)
         return 1
     return 1 if result.failed else 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    import ast
+
+    from mlloss.plot import plot
+
+    params = {}
+    for item in args.param:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--param expects KEY=VALUE; got {item!r}")
+        try:
+            params[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            params[key] = value
+    name = mlloss.spec(args.name).name
+    print(f"wrote {plot(name, args.out or f'{name}.png', **params)}")
+    return 0
+
+
+def _docs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mlloss.docs import render_losses
+
+    text, path = render_losses(), Path(args.out)
+    if args.check:
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        print(f"{path}: {'up to date' if current == text else 'stale: run `mlloss docs`'}")
+        return 0 if current == text else 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}")
+    return 0
 
 
 def _golden(args: argparse.Namespace) -> int:

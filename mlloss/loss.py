@@ -125,25 +125,49 @@ class Loss:
         return ops.cast(reduced, out_dtype), ops.cast(grad, out_dtype)
 
     @_plain_python
-    def decode(self, logits: Any, threshold: float | None = None) -> Any:
+    def decode(self, logits: Any, threshold: float | None = None, k: Any = None) -> Any:
         """Predicted labels, 0/1 (int32) in the logits' shape, by the loss's own rule.
 
-        ``logit_threshold``: ``sigmoid(x) > threshold`` (default 0.5), computed as
-        ``x > log(threshold / (1 - threshold))``; ``probability_threshold``: ``p > threshold``;
-        ``top1``: a one at the arg-max of each row (``threshold`` not used).
+        - sigmoid family (``logit_threshold``): ``sigmoid(x) > threshold`` (default 0.5),
+          computed as ``x > log(threshold / (1 - threshold))``;
+        - probabilities in (``probability_threshold``): ``p > threshold`` (default 0.5);
+        - ``zlpr`` (``zero_threshold``): ``x > 0``, its built-in threshold (or ``x >
+          threshold`` when one is given, as a logit);
+        - ranking losses (``top_k``): the top ``k`` of each row, or ``x > threshold`` (a logit)
+          when a threshold is given instead; one of the two is needed;
+        - softmax losses (``top1``): the arg-max of each row, or the top ``k``.
+
+        ``k`` (any rule): the ``k`` largest of each row; an int, or a tensor with one k per row
+        (shape (..., 1)). Ties go to the lower class index.
         """
         ops = _backends.load(self.backend or _backends.infer(logits))
         x = ops.asarray(logits) if not ops.is_tensor(logits) else logits
         rule = self.spec.decode
+        if threshold is not None and k is not None:
+            raise ValueError(f"{self.name}: decode takes threshold or k, not both")
+        if k is not None:
+            if isinstance(k, int) and not 0 <= k <= ops.shape(x)[-1]:
+                raise ValueError(
+                    f"{self.name}: k expects an integer in [0, {ops.shape(x)[-1]}] (the number "
+                    f"of classes); got {k!r}"
+                )
+            return ops.cast(ops.top_k_mask(x, k), "int32")
         if rule == "top1":
             if threshold is not None:
-                raise ValueError(f"{self.name}: decode rule 'top1' takes no threshold")
-            shape = ops.shape(x)
-            return ops.one_hot(ops.argmax(x, axis=-1), shape[-1], "int32")
-        t = 0.5 if threshold is None else threshold
-        if not 0.0 < t < 1.0:
-            raise ValueError(f"{self.name}: threshold expects a number in (0, 1); got {t!r}")
-        cut = math.log(t / (1.0 - t)) if rule == "logit_threshold" else t
+                raise ValueError(f"{self.name}: decode rule 'top1' takes k, not a threshold")
+            return ops.cast(ops.top_k_mask(x, 1), "int32")
+        if rule in ("top_k", "zero_threshold"):
+            if threshold is None and rule == "top_k":
+                raise ValueError(
+                    f"{self.name}: a ranking loss decodes by rank: pass k= (labels per "
+                    f"sample) or threshold= (a logit)"
+                )
+            return ops.cast(x > (0.0 if threshold is None else threshold), "int32")
+        cut = 0.5 if threshold is None else threshold
+        if not 0.0 < cut < 1.0:
+            raise ValueError(f"{self.name}: threshold expects a number in (0, 1); got {cut!r}")
+        if rule == "logit_threshold":
+            cut = math.log(cut / (1.0 - cut))
         return ops.cast(x > cut, "int32")
 
     # the pipeline -----------------------------------------------------------------------------

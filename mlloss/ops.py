@@ -59,6 +59,7 @@ class Ops(Protocol):
     def max(self, x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor: ...
     def any(self, x: Tensor, axis: int | None = None, keepdims: bool = False) -> Tensor: ...
     def argmax(self, x: Tensor, axis: int = -1) -> Tensor: ...
+    def argsort(self, x: Tensor, axis: int = -1) -> Tensor: ...
     def expand_dims(self, x: Tensor, axis: int) -> Tensor: ...
 
     # differentiation
@@ -167,6 +168,15 @@ class OpsBase:
         frameworks' own clips disagree exactly at the bounds; this one is the same everywhere.
         """
         return self.where(x < lo, lo, self.where(x > hi, hi, x))
+
+    def top_k_mask(self, x, k):
+        """True at the ``k`` largest entries of each row (ties: the lower index first); ``k``
+        an int or a tensor broadcasting against the rows (one k per row)."""
+        order = self.argsort(-x, axis=-1)  # stable: among equals, the lower index first
+        rank = self.argsort(order, axis=-1)
+        if self.is_tensor(k):
+            rank = self.cast(rank, self.dtype_name(k))  # TensorFlow compares one dtype only
+        return rank < k
 
     def one_hot(self, index, num_classes, dtype):
         """Rows of ``num_classes`` with a 1 at ``index``; all zeros for an index out of range."""

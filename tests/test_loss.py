@@ -386,3 +386,37 @@ def test_softmax_with_infinite_logits_gives_the_limit(backend):
     np.testing.assert_allclose(
         to_numpy(backend, grad), [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]], atol=1e-15
     )
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_decode_by_rank_on_every_backend(backend):
+    x = np.array([[0.1, 3.0, -1.0, 3.0], [2.0, -2.0, 0.5, 1.0]])
+    xt = to_backend(backend, x)
+    top2 = [[0, 1, 0, 1], [1, 0, 0, 1]]
+    np.testing.assert_array_equal(to_numpy(backend, mlloss.get("lsep").decode(xt, k=2)), top2)
+    np.testing.assert_array_equal(to_numpy(backend, mlloss.get("focal").decode(xt, k=2)), top2)
+    # ties go to the lower index; one k per row
+    per_row = to_backend(backend, np.array([[1], [3]]))
+    np.testing.assert_array_equal(
+        to_numpy(backend, mlloss.get("softmax_ce").decode(xt, k=per_row)),
+        [[0, 1, 0, 0], [1, 0, 1, 1]],
+    )
+    np.testing.assert_array_equal(
+        to_numpy(backend, mlloss.get("softmax_ce").decode(xt)), [[0, 1, 0, 0], [1, 0, 0, 0]]
+    )
+    np.testing.assert_array_equal(
+        to_numpy(backend, mlloss.get("zlpr").decode(xt)), (x > 0).astype(int)
+    )
+    np.testing.assert_array_equal(
+        to_numpy(backend, mlloss.get("bp_mll").decode(xt, threshold=0.7)), (x > 0.7).astype(int)
+    )
+
+
+def test_decode_errors_name_the_loss_and_the_choice():
+    x = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="lsep: a ranking loss decodes by rank: pass k="):
+        mlloss.get("lsep").decode(x)
+    with pytest.raises(ValueError, match="focal: decode takes threshold or k, not both"):
+        mlloss.get("focal").decode(x, threshold=0.5, k=1)
+    with pytest.raises(ValueError, match=r"k expects an integer in \[0, 3\]"):
+        mlloss.get("focal").decode(x, k=4)
