@@ -107,25 +107,26 @@ class JaxOps(OpsBase):
         return jnp.expand_dims(x, axis)
 
     # differentiation
-    def custom_vjp(self, value_fn: Callable[..., Any], vjp_fn: Callable[..., Any]):
+    def custom_vjp(self, value_fn: Callable[..., Any], vjp_fn: Callable[..., Any], n_diff=1):
         @jax.custom_vjp
-        def fused(x, *consts):
-            return value_fn(x, *consts)
+        def fused(*args):
+            return value_fn(*args)
 
-        def forward(x, *consts):
-            return value_fn(x, *consts), (x, consts)
+        def forward(*args):
+            return value_fn(*args), args
 
-        def backward(residuals, g):
-            x, consts = residuals
-            return (vjp_fn(g, x, *consts), *(None for _ in consts))
+        def backward(args, g):
+            grads = vjp_fn(g, *args)
+            grads = (grads,) if n_diff == 1 else tuple(grads)
+            return (*grads, *(None for _ in args[n_diff:]))
 
         fused.defvjp(forward, backward)
         return fused
 
-    def value_and_grad(self, f, x):
-        value, pullback = jax.vjp(f, x)
-        (grad,) = pullback(jnp.ones_like(value))
-        return value, grad
+    def value_and_grad(self, f, x, *more):
+        value, pullback = jax.vjp(f, x, *more)
+        grads = pullback(jnp.ones_like(value))
+        return value, (grads if more else grads[0])
 
 
 def _gpus() -> list[Any]:

@@ -109,25 +109,30 @@ class TensorflowOps(OpsBase):
         return tf.expand_dims(x, axis)
 
     # differentiation
-    def custom_vjp(self, value_fn: Callable[..., Any], vjp_fn: Callable[..., Any]):
-        def call(x, *consts):
+    def custom_vjp(self, value_fn: Callable[..., Any], vjp_fn: Callable[..., Any], n_diff=1):
+        def call(*args):
+            consts = args[n_diff:]
+
             @tf.custom_gradient
-            def fused(x):
+            def fused(*diff):
                 def backward(g):
-                    return vjp_fn(g, x, *consts)
+                    grads = vjp_fn(g, *diff, *consts)
+                    return grads if n_diff == 1 else list(grads)
 
-                return value_fn(x, *consts), backward
+                return value_fn(*diff, *consts), backward
 
-            return fused(x)
+            return fused(*args[:n_diff])
 
         return call
 
-    def value_and_grad(self, f, x):
+    def value_and_grad(self, f, x, *more):
+        args = (x, *more)
         with tf.GradientTape() as tape:
-            tape.watch(x)
-            value = f(x)
-        grad = tape.gradient(value, x, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return value, grad
+            for a in args:
+                tape.watch(a)
+            value = f(*args)
+        grads = tape.gradient(value, list(args), unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return value, (tuple(grads) if more else grads[0])
 
 
 ops = TensorflowOps()

@@ -26,11 +26,12 @@ _DTYPES = {
 class _FusedPair:
     """A spec's value and its closed-form vector-Jacobian product."""
 
-    __slots__ = ("__weakref__", "value_fn", "vjp_fn")
+    __slots__ = ("__weakref__", "n_diff", "value_fn", "vjp_fn")
 
-    def __init__(self, value_fn: Callable[..., Any], vjp_fn: Callable[..., Any]) -> None:
+    def __init__(self, value_fn: Callable[..., Any], vjp_fn: Callable[..., Any], n_diff: int):
         self.value_fn = value_fn
         self.vjp_fn = vjp_fn
+        self.n_diff = n_diff
 
 
 # The formulas reach the Function through a module-level table and a constant key, so that
@@ -46,16 +47,18 @@ class _Fused(torch.autograd.Function):
     saved for backward, never an intermediate."""
 
     @staticmethod
-    def forward(ctx, key, x, *consts):
+    def forward(ctx, key, *args):
         ctx.key = key
-        ctx.save_for_backward(x, *consts)
-        return _fused_pairs[key].value_fn(x, *consts)
+        ctx.save_for_backward(*args)
+        return _fused_pairs[key].value_fn(*args)
 
     @staticmethod
     def backward(ctx, g):
-        x, *consts = ctx.saved_tensors
-        grad = _fused_pairs[ctx.key].vjp_fn(g, x, *consts)
-        return (None, grad, *(None for _ in consts))
+        args = ctx.saved_tensors
+        pair = _fused_pairs[ctx.key]
+        grads = pair.vjp_fn(g, *args)
+        grads = (grads,) if pair.n_diff == 1 else tuple(grads)
+        return (None, *grads, *(None for _ in args[pair.n_diff :]))
 
 
 class TorchOps(OpsBase):
@@ -168,29 +171,36 @@ class TorchOps(OpsBase):
         return torch.unsqueeze(x, axis)
 
     # differentiation
-    def custom_vjp(self, value_fn: Callable[..., Any], vjp_fn: Callable[..., Any]):
-        pair = _FusedPair(value_fn, vjp_fn)
+    def custom_vjp(self, value_fn: Callable[..., Any], vjp_fn: Callable[..., Any], n_diff=1):
+        pair = _FusedPair(value_fn, vjp_fn, n_diff)
         key = next(_keys)
         _fused_pairs[key] = pair
 
-        def fused(x, *consts):
-            if not (x.requires_grad and torch.is_grad_enabled()):
+        def fused(*args):
+            if not (torch.is_grad_enabled() and any(a.requires_grad for a in args[:n_diff])):
                 # nothing to differentiate: no Function node (and dynamo traces this path
                 # without the Function, which it mis-traces when no input needs a gradient)
-                return value_fn(x, *consts)
-            return _Fused.apply(key, x, *consts)
+                return value_fn(*args)
+            return _Fused.apply(key, *args)
 
         weakref.finalize(fused, _fused_pairs.pop, key, None)
         return fused
 
-    def value_and_grad(self, f, x):
+    def value_and_grad(self, f, x, *more):
         with torch.enable_grad():
-            leaf = x.detach().requires_grad_(True)
-            value = f(leaf)
+            leaves = [a.detach().requires_grad_(True) for a in (x, *more)]
+            value = f(*leaves)
             if not value.requires_grad:
-                return value, torch.zeros_like(leaf)
-            (grad,) = torch.autograd.grad(value, leaf, grad_outputs=torch.ones_like(value))
-        return value.detach(), grad
+                grads = tuple(torch.zeros_like(leaf) for leaf in leaves)
+            else:
+                grads = torch.autograd.grad(
+                    value, leaves, grad_outputs=torch.ones_like(value), allow_unused=True
+                )
+                grads = tuple(
+                    torch.zeros_like(leaf) if g is None else g
+                    for leaf, g in zip(leaves, grads, strict=True)
+                )
+        return value.detach(), (grads if more else grads[0])
 
     @staticmethod
     def _like(b, a):

@@ -54,6 +54,7 @@ PARAM_SETTINGS: dict[str, list[dict[str, Any]]] = {
     "multilabel_hinge": [{"margin": 0.5}],
     "two_way": [{"tp": 1.0, "tn": 2.0}],
     "abs_kl": [{"eps": 1e-3}],
+    "partition": [{"count_loss": "poisson", "count_weight": 0.5}],
 }
 
 
@@ -70,6 +71,7 @@ class Case:
     y: np.ndarray
     params: dict[str, Any] = field(default_factory=dict)
     dtypes: tuple[str, ...] = DTYPES
+    heads: dict[str, np.ndarray] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -80,6 +82,7 @@ class Case:
             "params": self.params,
             "shape": list(self.x.shape),
             "dtypes": list(self.dtypes),
+            "heads": sorted(self.heads),
         }
 
 
@@ -202,6 +205,7 @@ def _hinge_kinks(spec, rng):
 
 #: for each loss that declares kinks: the parameters and inputs that sit exactly on them
 KINK_CASES: dict[str, tuple[dict[str, Any], Generator]] = {
+    "partition": ({"count_floor": 0.25}, _benign),
     "bce": ({"eps": 0.25}, _kinks),
     "abs_kl": ({"eps": 0.25}, _kinks),
     "asl": ({"clip": 0.5, "gamma_neg": 0.0}, _asl_kinks),
@@ -262,15 +266,43 @@ def cases_for(name: str) -> Iterator[Case]:
             continue
         rng = np.random.default_rng(1000 + index)
         x, y, description = generate(spec, rng)
-        yield Case(case_id, name, description, case_id, 1000 + index, x, y)
+        yield Case(
+            case_id, name, description, case_id, 1000 + index, x, y, heads=_heads(spec, y, rng)
+        )
     if name in KINK_CASES:
         params, generate = KINK_CASES[name]
-        x, y, description = generate(spec, np.random.default_rng(2000))
-        yield Case("kinks", name, description, "kinks", 2000, x, y, params)
+        rng = np.random.default_rng(2000)
+        x, y, description = generate(spec, rng)
+        heads = _heads(spec, y, rng, at=params.get("count_floor"))
+        yield Case("kinks", name, description, "kinks", 2000, x, y, params, heads=heads)
     for number, params in enumerate(PARAM_SETTINGS.get(name, []), start=1):
         for case_id, generate in (("benign", _benign), ("missing", _missing)):
             seed = 3000 + 10 * number + (case_id == "missing")
-            x, y, description = generate(spec, np.random.default_rng(seed))
+            rng = np.random.default_rng(seed)
+            x, y, description = generate(spec, rng)
             if "ignore_index" in params:
                 y = np.where(y == -100, params["ignore_index"], y)
-            yield Case(f"{case_id}@{number}", name, description, case_id, seed, x, y, params)
+            yield Case(
+                f"{case_id}@{number}",
+                name,
+                description,
+                case_id,
+                seed,
+                x,
+                y,
+                params,
+                heads=_heads(spec, y, rng),
+            )
+
+
+def _heads(spec: LossSpec, y: np.ndarray, rng: np.random.Generator, at: float | None = None):
+    """A loss's extra inputs. ``count``: the number of labels plus noise, one below zero and
+    one below the default floor; with ``at``, some exactly at that floor (a kink)."""
+    if "count" not in spec.heads:
+        return {}
+    count = np.maximum(y, 0).sum(axis=-1) + rng.normal(scale=0.7, size=y.shape[:-1])
+    if count.size > 2:
+        count[0], count[1] = -0.5, 0.004
+    if at is not None and count.size > 3:
+        count[2] = count[3] = at
+    return {"count": np.round(count, 3)}

@@ -76,38 +76,41 @@ class Golden:
 def compute(case: case_lib.Case, dtype: str) -> Golden:
     x = round_to(case.x, dtype)
     y = round_to(case.y, dtype)
+    heads = {name: round_to(case.heads[name], dtype) for name in case.heads}
     loss = mlloss.get(case.loss, backend="numpy", reduction="none", **case.params)
+    names = loss.spec.heads
     # exact arithmetic, with constants held as the compute dtype holds them
     ops = mp.ops if dtype == "float64" else mp.ops_float32
     with mp.precision():
-        xm = ops.to_mp(x)
-        none = loss._forward(ops, xm, y, fused=False)
-        _, _, prepared, _ = loss._prepare(ops, xm, y)
+        inputs = [ops.to_mp(x), *(ops.to_mp(heads[n]) for n in names)]
+        none = loss._forward(ops, inputs[0], y, tuple(inputs[1:]), fused=False)
+        prepared = loss._prepare(ops, inputs[0], y, tuple(inputs[1:]))[3]
         count = mpmath.mpf(int(np.sum(prepared.counted)))
         total = _nan_sum(none)
-        with mp.precision(GRAD_DIGITS):
-            grad_sum = _gradient(loss, ops, xm, y)
-        _nan_where_value_is_nan(loss.spec.per, none, grad_sum)
         scale = 1 / max(count, mpmath.mpf(1))
         outputs = {
             "none": none,
             "sum": np.asarray(total, dtype=object),
             "mean": np.asarray(total * scale, dtype=object),
-            "grad_sum": grad_sum,
-            "grad_mean": grad_sum * scale,
         }
-    arrays = {"x": x, "y": y}
+        for which, field in enumerate(("grad", *(f"grad_{n}" for n in names))):
+            with mp.precision(GRAD_DIGITS):
+                grad = _gradient(loss, ops, inputs, y, which)
+            _nan_where_value_is_nan(loss.spec.per, none, grad, which)
+            outputs[f"{field}_sum"] = grad
+            outputs[f"{field}_mean"] = grad * scale
+    arrays = {"x": x, "y": y, **heads}
     for name, values in outputs.items():
         arrays[f"{name}_hi"], arrays[f"{name}_lo"] = split(values)
     return Golden(case, dtype, arrays)
 
 
-def _nan_where_value_is_nan(per: str, values: np.ndarray, grad: np.ndarray) -> None:
+def _nan_where_value_is_nan(per: str, values: np.ndarray, grad: np.ndarray, which: int) -> None:
     """The gradient of a NaN value is NaN: for every input that the NaN entry depends on (the
     element, its sample, or the whole batch), whatever the limits at infinity said."""
     nan = np.array([mpmath.isnan(v) for v in np.asarray(values).reshape(-1)], dtype=bool)
     nan = nan.reshape(np.shape(values))
-    if per == "sample":
+    if per == "sample" and which == 0:
         nan = np.broadcast_to(nan[..., None], grad.shape)
     elif per == "batch":
         nan = np.broadcast_to(nan, grad.shape)
@@ -121,12 +124,17 @@ def _nan_sum(values: np.ndarray) -> Any:
     return total
 
 
-def _gradient(loss: mlloss.Loss, ops: mp.MpmathOps, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """d(sum of the unreduced values)/dx by differences at 60 digits, entry by entry."""
+def _gradient(
+    loss: mlloss.Loss, ops: mp.MpmathOps, inputs: list[np.ndarray], y: np.ndarray, which: int
+) -> np.ndarray:
+    """d(sum of the unreduced values)/d inputs[which] (0: the logits, then the heads) by
+    differences, entry by entry."""
     spec = loss.spec
-    infinite = np.array([mpmath.isinf(v) for v in x.reshape(-1)], dtype=bool).reshape(x.shape)
-    base = x.copy()
-    base[infinite] = [INFINITY_STAND_IN * mpmath.sign(v) for v in x[infinite]]
+    # every input's infinities at their stand-ins: the gradient is the limit of the gradient,
+    # also for an input whose own value is finite
+    inputs = [_stand_in(v) for v in inputs]
+    x = inputs[which]
+    base = x
     magnitude = np.array(
         [max(mpmath.mpf(1), abs(v)) if mpmath.isfinite(v) else mpmath.mpf(1) for v in x.flat],
         dtype=object,
@@ -134,7 +142,10 @@ def _gradient(loss: mlloss.Loss, ops: mp.MpmathOps, x: np.ndarray, y: np.ndarray
     step = magnitude * STEP
 
     def unreduced(v: np.ndarray) -> np.ndarray:
-        return np.asarray(loss._forward(ops, v, y, fused=False), dtype=object)
+        moved = [*inputs[:which], v, *inputs[which + 1 :]]
+        return np.asarray(
+            loss._forward(ops, moved[0], y, tuple(moved[1:]), fused=False), dtype=object
+        )
 
     with ops.recording() as tape:
         center = unreduced(base)
@@ -142,7 +153,7 @@ def _gradient(loss: mlloss.Loss, ops: mp.MpmathOps, x: np.ndarray, y: np.ndarray
     if x.size == 0:
         return grad
     # entries whose unreduced values are independent can move together
-    if spec.per == "element":
+    if spec.per == "element" or (spec.per == "sample" and which > 0):
         groups = [np.ones(x.shape, dtype=bool)]
     elif spec.per == "sample":
         groups = []
@@ -165,7 +176,7 @@ def _gradient(loss: mlloss.Loss, ops: mp.MpmathOps, x: np.ndarray, y: np.ndarray
         with ops.replaying(tape):
             minus = unreduced(base - h)
         for index in zip(*np.nonzero(group), strict=True):
-            at = _output_index(spec.per, index)
+            at = index if which > 0 and spec.per == "sample" else _output_index(spec.per, index)
             hi = step[index]
             right = (plus[at] - center[at]) / hi
             left = (center[at] - minus[at]) / hi
@@ -177,16 +188,26 @@ def _gradient(loss: mlloss.Loss, ops: mp.MpmathOps, x: np.ndarray, y: np.ndarray
             if _one_sided_differ(left, right, noise):
                 if spec.kink_side is None:
                     raise ValueError(
-                        f"{spec.name}: a kink at input {index} ({base[index]}) that the spec "
-                        f"does not declare (left {left}, right {right})"
+                        f"{spec.name}: a kink at input {which}, {index} ({base[index]}) that "
+                        f"the spec does not declare (left {left}, right {right})"
                     )
                 if side is None:
-                    _, xc, t, p = loss._prepare(ops, base, y)
-                    side = np.asarray(spec.kink_side(ops, xc, t, p), dtype=object)
+                    moved = [*inputs[:which], base, *inputs[which + 1 :]]
+                    _, xc, _, t, p = loss._prepare(ops, moved[0], y, tuple(moved[1:]))
+                    sides = spec.kink_side(ops, xc, t, p)
+                    side = np.asarray(sides[which] if spec.heads else sides, dtype=object)
                 choice = side[index]
                 central = right if choice > 0 else left if choice < 0 else central
             grad[index] = central if not abs(central) < noise else mpmath.mpf(0)
     return grad
+
+
+def _stand_in(values: np.ndarray) -> np.ndarray:
+    out = values.copy()
+    for index in np.ndindex(out.shape):
+        if mpmath.isinf(out[index]):
+            out[index] = INFINITY_STAND_IN * mpmath.sign(out[index])
+    return out
 
 
 def _output_index(per: str, index: tuple[int, ...]) -> tuple[int, ...]:

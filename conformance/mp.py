@@ -205,10 +205,10 @@ class MpmathOps(OpsBase):
         return np.expand_dims(x, axis)
 
     # differentiation: the golden gradient is numerical (see golden.py), never from here
-    def custom_vjp(self, value_fn, vjp_fn):
+    def custom_vjp(self, value_fn, vjp_fn, n_diff=1):
         return value_fn
 
-    def value_and_grad(self, f, x):
+    def value_and_grad(self, f, x, *more):
         raise NotImplementedError("the golden gradient is computed by numerical differentiation")
 
     def _mp(self, value: Any) -> Any:

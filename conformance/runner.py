@@ -9,6 +9,7 @@ element's error, so a failure says exactly where it is.
 from __future__ import annotations
 
 import importlib.util
+import json
 import platform
 import sys
 import time
@@ -139,8 +140,7 @@ def run(
 ) -> Report:
     """Run the suite. ``None`` means all (every registered loss, every backend, dtype and
     device). ``progress`` is called once per cell with a label. ``workers > 1`` runs the
-    built-in backends in that many processes, one backend per process at a time (JAX, the
-    slowest to dispatch eagerly, first).
+    built-in backends in that many processes, one (backend, dtype) per fresh process.
 
     JAX runs with ``jax_enable_x64`` switched on (a process-wide JAX setting) so that its
     float64 is float64.
@@ -180,6 +180,7 @@ def run_backend(
 
         jax.config.update("jax_enable_x64", True)
     cells = []
+    cache: dict[tuple[Any, ...], Any] = {}
     for device in devices:
         for dtype in dtypes:
             for loss in losses:
@@ -197,24 +198,27 @@ def run_backend(
                         )
                     )
                     continue
-                cells.append(_run_cell(stored[loss], loss, backend, dtype, device))
+                cells.append(_run_cell(stored[loss], loss, backend, dtype, device, cache))
     return cells
 
 
 def _run_in_processes(names, losses, dtypes, devices, progress, workers) -> dict[str, list[Cell]]:
-    """Each backend in a fresh process (so TensorFlow and torch never share one); progress
-    comes back through a queue."""
+    """One task per (backend, dtype), each in a fresh process: the work balances across the
+    workers (JAX's eager dispatch is most of it), and TensorFlow and torch never share a
+    process. Progress comes back through a queue."""
     import multiprocessing
     import threading
     from concurrent.futures import ProcessPoolExecutor
 
     context = multiprocessing.get_context("spawn")
-    slow_first = sorted(names, key=lambda b: ("jax", "tensorflow", "torch", "numpy").index(b))
-    with context.Manager() as manager, ProcessPoolExecutor(workers, mp_context=context) as pool:
+    cost = ("jax", "tensorflow", "torch", "numpy")  # slowest first, for a balanced finish
+    tasks = sorted(((b, d) for b in names for d in dtypes), key=lambda t: cost.index(t[0]))
+    pool = ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1)
+    with context.Manager() as manager, pool:
         queue = manager.Queue()
         futures = {
-            b: pool.submit(_worker, b, list(losses), list(dtypes), list(devices), queue)
-            for b in slow_first
+            (b, d): pool.submit(_worker, b, list(losses), [d], list(devices), queue)
+            for b, d in tasks
         }
 
         def relay() -> None:
@@ -225,14 +229,40 @@ def _run_in_processes(names, losses, dtypes, devices, progress, workers) -> dict
         reader = threading.Thread(target=relay, daemon=True)
         reader.start()
         try:
-            results = {b: f.result() for b, f in futures.items()}
+            done = {task: f.result() for task, f in futures.items()}
         finally:
             queue.put(None)
             reader.join()
-    return results
+    # the order run_backend gives: device, then dtype, then loss
+    return {
+        b: [c for device in devices for d in dtypes for c in done[(b, d)] if c.device == device]
+        for b in names
+    }
+
+
+#: a worker process's environment: one thread per framework (the workers already fill the
+#: cores; frameworks that each start a thread per core only contend), and XLA's LLVM backend at
+#: optimisation level 0. Eager JAX compiles every primitive for every new shape, which is most
+#: of the suite's time; the level changes how long LLVM spends on that machine code, not the
+#: IEEE arithmetic it performs (XLA's own HLO passes, fusion included, run as usual)
+_WORKER_ENVIRONMENT = {
+    "OMP_NUM_THREADS": "1",
+    "TF_NUM_INTRAOP_THREADS": "1",
+    "TF_NUM_INTEROP_THREADS": "1",
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1 "
+    "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
+}
 
 
 def _worker(backend, losses, dtypes, devices, queue) -> list[Cell]:
+    import os
+
+    for name, value in _WORKER_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    if backend == "torch":
+        import torch
+
+        torch.set_num_threads(1)
     return run_backend(backend, losses, dtypes, devices, progress=queue.put)
 
 
@@ -277,8 +307,16 @@ def _check_choices(what: str, given: Sequence[str], valid: Sequence[str]) -> Non
         raise ValueError(f"unknown {what} {unknown[0]!r}; valid: {', '.join(valid)}")
 
 
-def _run_cell(fixture: fixtures.Fixture, loss: str, backend: str, dtype: str, device: str) -> Cell:
+def _run_cell(
+    fixture: fixtures.Fixture,
+    loss: str,
+    backend: str,
+    dtype: str,
+    device: str,
+    cache: dict[tuple[Any, ...], Any] | None = None,
+) -> Cell:
     cell = Cell(loss, backend, dtype, device, "pass")
+    cache = {} if cache is None else cache
     if not backends.installed(backend):
         cell.status, cell.reason = (
             "not installed",
@@ -311,10 +349,18 @@ def _run_cell(fixture: fixtures.Fixture, loss: str, backend: str, dtype: str, de
         y_stored = fixture.get(case["id"], dtype, "y")
         y_dtype = dtype if y_stored.dtype.kind == "f" else None
         y = ops.to_device(ops.asarray(y_stored, dtype=y_dtype), device)
+        heads = {
+            name: ops.to_device(
+                ops.asarray(fixture.get(case["id"], dtype, name), dtype=dtype), device
+            )
+            for name in spec.heads
+        }
         for path in paths:
             for reduction in REDUCTIONS:
                 cell.comparisons.extend(
-                    _run_case(ops, fixture, case, path, reduction, x, y, dtype, tolerance)
+                    _run_case(
+                        ops, fixture, case, path, reduction, x, y, heads, dtype, tolerance, cache
+                    )
                 )
     for comparison in cell.comparisons:
         comparison.known = known_difference(
@@ -325,20 +371,15 @@ def _run_cell(fixture: fixtures.Fixture, loss: str, backend: str, dtype: str, de
     return cell
 
 
-def _run_case(ops, fixture, case, path, reduction, x, y, dtype, tolerance) -> list[Comparison]:
+def _run_case(ops, fixture, case, path, reduction, x, y, heads, dtype, tolerance, cache):
     params = case["params"]
     fused = path != "autodiff"
     try:
-        loss = mlloss.get(
-            fixture.description["loss"],
-            backend=ops.name,
-            reduction=reduction,
-            fused=fused,
-            **params,
-        )
+        loss = _loss(cache, fixture.description["loss"], ops.name, reduction, fused, params)
         with np.errstate(all="ignore"):
-            value, grad = loss.value_and_grad(x, y)
-        value, grad = _host(ops, value), _host(ops, grad)
+            value, grads = loss.value_and_grad(x, y, **heads)
+        grads = grads if heads else (grads,)
+        value, grads = _host(ops, value), [_host(ops, g) for g in grads]
     except Exception as error:  # a crash is a failure of the cell, reported, not raised
         text = "".join(traceback.format_exception_only(type(error), error)).strip()
         return [
@@ -358,18 +399,27 @@ def _run_case(ops, fixture, case, path, reduction, x, y, dtype, tolerance) -> li
             )
         ]
     golden_value = "none" if reduction == "none" else reduction
-    golden_grad = "grad_mean" if reduction == "mean" else "grad_sum"
+    suffix = "_mean" if reduction == "mean" else "_sum"
+    checks = [("value", value, golden_value, 1.0)]
+    for name, grad in zip(("grad", *(f"grad_{h}" for h in heads)), grads, strict=True):
+        checks.append((name, grad, name + suffix, float(GRAD_FACTOR)))
     out = []
-    for quantity, got, key, factor in (
-        ("value", value, golden_value, 1.0),
-        ("grad", grad, golden_grad, float(GRAD_FACTOR)),
-    ):
+    for quantity, got, key, factor in checks:
         hi = fixture.get(case["id"], dtype, f"{key}_hi")
         lo = fixture.get(case["id"], dtype, f"{key}_lo")
         out.append(
             compare(case["id"], path, reduction, quantity, got, hi, lo, dtype, tolerance, factor)
         )
     return out
+
+
+def _loss(cache, name, backend, reduction, fused, params) -> Any:
+    """One Loss per (loss, backend, reduction, path, parameters) in a run, reused across cases
+    and dtypes: a fresh one would rebuild its fused function, which JAX then traces afresh."""
+    key = (name, backend, reduction, fused, json.dumps(params, sort_keys=True))
+    if key not in cache:
+        cache[key] = mlloss.get(name, backend=backend, reduction=reduction, fused=fused, **params)
+    return cache[key]
 
 
 def _host(ops, tensor) -> np.ndarray:

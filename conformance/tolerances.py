@@ -105,6 +105,7 @@ KNOWN_DIFFERENCES: tuple[KnownDifference, ...] = (
             "lsep",
             "multilabel_hinge",
             "two_way",
+            "partition",
         ),
         path="autodiff",
         case="infinite",
@@ -126,6 +127,17 @@ KNOWN_DIFFERENCES: tuple[KnownDifference, ...] = (
             "that a NaN value depends on; a framework differentiating the formula returns "
             "finite gradients where the NaN sits in an unselected where() branch or in another "
             "term of a sum, and NaN where 0 multiplies it"
+        ),
+    ),
+    KnownDifference(
+        losses=("partition",),
+        path="autodiff",
+        case="nan",
+        quantity="grad_count",
+        reason=(
+            "NaN in gives NaN out: a NaN logit makes the sample's value NaN, and the fused "
+            "backward (checked) returns NaN for its count too; a framework differentiating the "
+            "formula follows only the count term's own path, which holds no NaN"
         ),
     ),
     KnownDifference(

@@ -10,6 +10,7 @@ DECODE_RULES = {
     "zero_threshold": "x > 0; or the top k",
     "top_k": "the top k of each row, or x > threshold (a logit)",
     "top1": "the arg-max of each row; or the top k",
+    "top_count": "the top round(max(count, count_floor)) of each row, from the count= head",
 }
 
 

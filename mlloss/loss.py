@@ -94,38 +94,46 @@ class Loss:
     # public API -------------------------------------------------------------------------------
 
     @_plain_python
-    def __call__(self, logits: Any, targets: Any) -> Any:
-        """The loss, reduced as asked, as a tensor of the backend's type and the input's dtype."""
-        ops, x, y = self._inputs(logits, targets)
-        return self._forward(ops, x, y, fused=self.fused)
+    def __call__(self, logits: Any, targets: Any, **heads: Any) -> Any:
+        """The loss, reduced as asked, as a tensor of the backend's type and the input's dtype.
+        A loss with extra heads (``partition``: ``count=``) takes them as keywords."""
+        ops, x, y, h = self._inputs(logits, targets, heads)
+        return self._forward(ops, x, y, h, fused=self.fused)
 
     @_plain_python
-    def value_and_grad(self, logits: Any, targets: Any) -> tuple[Any, Any]:
-        """``(value, d value / d logits)``. With ``reduction="none"`` the gradient is that of the
-        sum of the unreduced values (every entry's cotangent 1).
+    def value_and_grad(self, logits: Any, targets: Any, **heads: Any) -> tuple[Any, Any]:
+        """``(value, d value / d logits)``; for a loss with extra heads, ``(value, (d/d logits,
+        d/d head, ...))`` in the spec's head order. With ``reduction="none"`` the gradient is
+        that of the sum of the unreduced values (every entry's cotangent 1).
 
         A backend without autodiff (NumPy) uses the spec's closed-form gradient; torch,
         TensorFlow and JAX differentiate the loss as it runs (through the fused backward when
         there is one).
         """
-        ops, x, y = self._inputs(logits, targets)
+        ops, x, y, h = self._inputs(logits, targets, heads)
         if ops.autodiff:
-            return ops.value_and_grad(lambda v: self._forward(ops, v, y, fused=self.fused), x)
+            return ops.value_and_grad(
+                lambda v, *hv: self._forward(ops, v, y, hv, fused=self.fused), x, *h
+            )
         if self.spec.grad is None:
             raise NotImplementedError(
                 f"{self.name}: no closed-form gradient, and backend {ops.name!r} has no "
                 f"autodiff; use backend 'torch', 'tensorflow' or 'jax' for its gradient"
             )
-        compute, xc, t, p = self._prepare(ops, x, y)
+        compute, xc, hc, t, p = self._prepare(ops, x, y, h)
         values = self.spec.value(ops, xc, t, p)
         reduced = _reduce(ops, values, t.counted, self.reduction, compute)
         upstream = _reduce_vjp(ops, values, t.counted, self.reduction, compute)
-        grad = self._vjp(ops, upstream, xc, t, p)
-        out_dtype = ops.dtype_name(x)
-        return ops.cast(reduced, out_dtype), ops.cast(grad, out_dtype)
+        grads = self._vjp(ops, upstream, xc, hc, t, p)
+        if not self.spec.heads:
+            return ops.cast(reduced, ops.dtype_name(x)), ops.cast(grads, ops.dtype_name(x))
+        cast = tuple(ops.cast(g, ops.dtype_name(a)) for g, a in zip(grads, (x, *h), strict=True))
+        return ops.cast(reduced, ops.dtype_name(x)), cast
 
     @_plain_python
-    def decode(self, logits: Any, threshold: float | None = None, k: Any = None) -> Any:
+    def decode(
+        self, logits: Any, threshold: float | None = None, k: Any = None, **heads: Any
+    ) -> Any:
         """Predicted labels, 0/1 (int32) in the logits' shape, by the loss's own rule.
 
         - sigmoid family (``logit_threshold``): ``sigmoid(x) > threshold`` (default 0.5),
@@ -136,6 +144,9 @@ class Loss:
         - ranking losses (``top_k``): the top ``k`` of each row, or ``x > threshold`` (a logit)
           when a threshold is given instead; one of the two is needed;
         - softmax losses (``top1``): the arg-max of each row, or the top ``k``.
+
+        - ``partition`` (``top_count``): the top round(Z) of each row, Z = max(count, floor)
+          from the ``count=`` head.
 
         ``k`` (any rule): the ``k`` largest of each row; an int, or a tensor with one k per row
         (shape (..., 1)). Ties go to the lower class index.
@@ -152,6 +163,18 @@ class Loss:
                     f"of classes); got {k!r}"
                 )
             return ops.cast(ops.top_k_mask(x, k), "int32")
+        if rule == "top_count":
+            if "count" not in heads:
+                raise TypeError(f"{self.name}: decode needs the count= head (labels per sample)")
+            count = (
+                heads["count"]
+                if ops.is_tensor(heads["count"])
+                else ops.asarray(heads["count"], like=x)
+            )
+            z = ops.maximum(ops.cast(count, "float32"), self.params["count_floor"])
+            return ops.cast(
+                ops.top_k_mask(x, ops.expand_dims(ops.cast(z + 0.5, "int32"), -1)), "int32"
+            )
         if rule == "top1":
             if threshold is not None:
                 raise ValueError(f"{self.name}: decode rule 'top1' takes k, not a threshold")
@@ -172,12 +195,23 @@ class Loss:
 
     # the pipeline -----------------------------------------------------------------------------
 
-    def _inputs(self, logits: Any, targets: Any) -> tuple[Ops, Any, Any]:
+    def _inputs(
+        self, logits: Any, targets: Any, heads: Mapping[str, Any]
+    ) -> tuple[Ops, Any, Any, tuple[Any, ...]]:
+        names = self.spec.heads
+        unknown = sorted(set(heads) - set(names))
+        missing = [n for n in names if n not in heads]
+        if unknown or missing:
+            expected = ", ".join(f"{n}=" for n in names) or "no extra inputs"
+            what = f"unknown input {unknown[0]!r}" if unknown else f"missing input {missing[0]!r}"
+            raise TypeError(f"{self.name}: {what}; it takes {expected}")
+        values = [heads[n] for n in names]
         if self.backend is None:
-            name = _backends.infer(logits, targets)
+            name = _backends.infer(logits, targets, *values)
         else:
             name = self.backend
-            for role, value in (("logits", logits), ("targets", targets)):
+            named = zip(names, values, strict=True)
+            for role, value in (("logits", logits), ("targets", targets), *named):
                 kind = _backends.framework_of(value)
                 if kind not in (None, "numpy", name):
                     raise TypeError(
@@ -194,7 +228,21 @@ class Loss:
             )
         y = targets if ops.is_tensor(targets) else ops.asarray(targets, like=x)
         self._check_shapes(ops, x, y)
-        return ops, x, y
+        h = []
+        for head, value in zip(names, values, strict=True):
+            v = value if ops.is_tensor(value) else ops.asarray(value, dtype=dtype, like=x)
+            if ops.dtype_name(v) not in _COMPUTE_DTYPE:
+                raise TypeError(
+                    f"{self.name}: {head} must be a floating-point tensor; got dtype "
+                    f"{ops.dtype_name(v)}"
+                )
+            if ops.shape(v) != ops.shape(x)[:-1]:
+                raise ValueError(
+                    f"{self.name}: {head} expects shape {ops.shape(x)[:-1]} (one per sample of "
+                    f"{self._first_arg} {ops.shape(x)}); got {ops.shape(v)}"
+                )
+            h.append(v)
+        return ops, x, y, tuple(h)
 
     @property
     def _first_arg(self) -> str:
@@ -230,7 +278,9 @@ class Loss:
                     f"class of {self._first_arg} {xs}); got {value.shape[0]}"
                 )
 
-    def _prepare(self, ops: Ops, x: Any, y: Any) -> tuple[str, Any, Prepared, dict[str, Any]]:
+    def _prepare(
+        self, ops: Ops, x: Any, y: Any, heads: tuple[Any, ...] = ()
+    ) -> tuple[str, Any, tuple[Any, ...], Prepared, dict[str, Any]]:
         compute = _COMPUTE_DTYPE[ops.dtype_name(x)]
         xc = ops.cast(x, compute) if ops.dtype_name(x) != compute else x
         t = _prepare_targets(ops, self.spec, y, compute, self.params)
@@ -238,16 +288,22 @@ class Loss:
         # it adds nothing to the value or, through this where, to any gradient path
         observed = t.mask if self.spec.target_kind == "multi_hot" else ops.expand_dims(t.mask, -1)
         xc = ops.where(observed, xc, 0.0)
+        # a head (one value per sample) of a sample with nothing observed, likewise
+        hc = tuple(
+            ops.where(t.counted, ops.cast(h, compute) if ops.dtype_name(h) != compute else h, 0.0)
+            for h in heads
+        )
         p = dict(self.params)
         for name, array in self._per_class.items():
             p[name] = ops.asarray(array, dtype=compute, like=xc)
-        return compute, xc, t, p
+        p.update(zip(self.spec.heads, hc, strict=True))
+        return compute, xc, hc, t, p
 
-    def _forward(self, ops: Ops, x: Any, y: Any, fused: bool) -> Any:
-        compute, xc, t, p = self._prepare(ops, x, y)
+    def _forward(self, ops: Ops, x: Any, y: Any, heads: tuple[Any, ...], fused: bool) -> Any:
+        compute, xc, hc, t, p = self._prepare(ops, x, y, heads)
         if fused:
             fn = self._fused_fn(ops)
-            values = fn(xc, t.y, t.mask, *(p[k] for k in self._per_class))
+            values = fn(xc, *hc, t.y, t.mask, *(p[k] for k in self._per_class))
         else:
             values = self.spec.value(ops, xc, t, p)
         out = _reduce(ops, values, t.counted, self.reduction, compute)
@@ -257,38 +313,59 @@ class Loss:
     def _fused_fn(self, ops: Ops) -> Callable[..., Any]:
         """The spec's value with its closed-form gradient as the backward, built once a backend.
 
-        Its inputs are the logits, the prepared targets and mask, and the per-class parameter
-        tensors; the scalar parameters are fixed in the closure.
+        Its inputs are the logits and the spec's heads (differentiated), the prepared targets
+        and mask, and the per-class parameter tensors; the scalar parameters are fixed in the
+        closure.
         """
         fn = self._fused_fns.get(ops.name)
         if fn is not None:
             return fn
-        tensors = tuple(self._per_class)
+        tensors, names = tuple(self._per_class), self.spec.heads
         spec, scalars = self.spec, {k: v for k, v in self.params.items() if k not in tensors}
+        n_diff = 1 + len(names)
 
-        def params(values: tuple[Any, ...]) -> dict[str, Any]:
-            return {**scalars, **dict(zip(tensors, values, strict=True))}
+        def split(args: tuple[Any, ...]) -> tuple[Any, tuple[Any, ...], Prepared, dict[str, Any]]:
+            x, heads, (y, mask, *values) = args[0], args[1:n_diff], args[n_diff:]
+            p = {
+                **scalars,
+                **dict(zip(tensors, values, strict=True)),
+                **dict(zip(names, heads, strict=True)),
+            }
+            return x, heads, Prepared(y, mask, None), p
 
-        def value_fn(x: Any, y: Any, mask: Any, *values: Any) -> Any:
-            return spec.value(ops, x, Prepared(y, mask, None), params(values))
+        def value_fn(*args: Any) -> Any:
+            x, _, t, p = split(args)
+            return spec.value(ops, x, t, p)
 
-        def vjp_fn(g: Any, x: Any, y: Any, mask: Any, *values: Any) -> Any:
-            return self._vjp(ops, g, x, Prepared(y, mask, None), params(values))
+        def vjp_fn(g: Any, *args: Any) -> Any:
+            x, heads, t, p = split(args)
+            return self._vjp(ops, g, x, heads, t, p)
 
         # dict.setdefault is atomic: threads racing on first use all get the same function
-        return self._fused_fns.setdefault(ops.name, ops.custom_vjp(value_fn, vjp_fn))
+        return self._fused_fns.setdefault(ops.name, ops.custom_vjp(value_fn, vjp_fn, n_diff))
 
-    def _vjp(self, ops: Ops, g: Any, x: Any, t: Prepared, p: Mapping[str, Any]) -> Any:
+    def _vjp(
+        self, ops: Ops, g: Any, x: Any, heads: tuple[Any, ...], t: Prepared, p: Mapping[str, Any]
+    ) -> Any:
+        """The gradients for an upstream ``g`` on the unreduced values: with respect to the
+        logits (one tensor), or to the logits and each head (a tuple)."""
         assert self.spec.grad is not None
         local = self.spec.grad(ops, x, t, p)
+        d_heads: tuple[Any, ...] = ()
+        if heads:
+            local, *rest = local
+            d_heads = tuple(g * d for d in rest)  # a head has one value per sample, like g
         per = self.spec.per
         if per != "element":
             # NaN in, NaN out: a sample (or batch) whose logits hold a NaN has a NaN value, and
-            # so a NaN gradient for every logit it depends on (missing ones were zeroed before)
+            # so a NaN gradient for every input it depends on (missing ones were zeroed before)
             nan = x != x
             nan = ops.any(nan, axis=-1, keepdims=True) if per == "sample" else ops.any(nan)
             local = ops.where(nan, float("nan"), local)
-        return (ops.expand_dims(g, -1) if per == "sample" else g) * local
+            rows = nan if per == "batch" else ops.any(nan, axis=-1)
+            d_heads = tuple(ops.where(rows, float("nan"), d) for d in d_heads)
+        d_x = (ops.expand_dims(g, -1) if per == "sample" else g) * local
+        return (d_x, *d_heads) if heads else d_x
 
 
 def get(

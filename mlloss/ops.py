@@ -64,9 +64,17 @@ class Ops(Protocol):
 
     # differentiation
     def custom_vjp(
-        self, value_fn: Callable[..., Tensor], vjp_fn: Callable[..., Tensor]
-    ) -> Callable[..., Tensor]: ...
-    def value_and_grad(self, f: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor]: ...
+        self, value_fn: Callable[..., Tensor], vjp_fn: Callable[..., Any], n_diff: int = 1
+    ) -> Callable[..., Tensor]:
+        """``value_fn(*args)`` whose backward is ``vjp_fn(g, *args)``: the gradients of the
+        first ``n_diff`` args (one tensor when ``n_diff`` is 1, else a tuple); the rest are
+        constants."""
+        ...
+
+    def value_and_grad(self, f: Callable[..., Tensor], x: Tensor, *more: Tensor) -> Any:
+        """``(f(x, *more), grads)``: the gradient of the sum of f's entries with respect to
+        ``x`` (one tensor), or to every argument (a tuple) when there are several."""
+        ...
 
     # composites (OpsBase writes these once)
     def logsumexp(

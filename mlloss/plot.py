@@ -38,7 +38,10 @@ def curves(name: str, **params: Any) -> dict[str, np.ndarray]:
                 else:
                     targets = np.zeros((1, CLASSES))
                     targets[0, 0 if label == "positive" else 1] = 1.0
-            value, grad = loss.value_and_grad(logits, targets)
+            # extra heads at a fixed, plausible value (partition: a count of 1 label)
+            heads = {name: np.ones(logits.shape[:-1]) for name in spec.heads}
+            value, grad = loss.value_and_grad(logits, targets, **heads)
+            grad = grad[0] if spec.heads else grad
             values.append(float(np.sum(value)))
             grads.append(float(np.asarray(grad).reshape(-1)[0]))
         out[f"{label}_loss"], out[f"{label}_grad"] = np.array(values), np.array(grads)

@@ -155,6 +155,10 @@ class LossSpec:
     derivative of each unreduced entry with respect to ``x``: element-wise ``d l_ij / d x_ij``,
     per-sample ``d l_i / d x_ij``; zero where nothing is observed.
 
+    ``heads`` names extra differentiable inputs with one value per sample, passed as keywords
+    (``loss(x, y, count=c)``) and seen by the formulas as ``p[name]``; ``grad`` then returns a
+    tuple (d/dx, d/dhead, ...) of per-entry derivatives.
+
     ``subgradients`` says in words what the gradient is at each kink; ``kink_side(ops, x, t,
     p)`` says it as data for the golden reference: per input entry, +1 where the declared
     gradient is the right-hand derivative, -1 the left-hand one, 0 the mean of the two. It is
@@ -174,6 +178,7 @@ class LossSpec:
     decode: DecodeRule = "logit_threshold"
     subgradients: Mapping[str, str] = field(default_factory=dict)
     kink_side: ValueFn | None = None
+    heads: tuple[str, ...] = ()
     natives: tuple[Native, ...] = ()
     references: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()

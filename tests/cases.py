@@ -48,6 +48,9 @@ PARAM_SETS: dict[str, list[dict]] = {
     "multilabel_hinge": [{}, {"margin": 0.5}],
     "two_way": [{}, {"tp": 1.0, "tn": 2.0}],
     "abs_kl": [{}, {"eps": 1e-3}],
+    # extra inputs (a count head): tested in test_losses_divergence.py and by the conformance
+    # suite, not by the generic (logits, targets) tests
+    "partition": [{}, {"count_loss": "poisson", "count_weight": 0.5}],
 }
 
 #: settings whose gradient is not the derivative of the value: what they hold constant for
@@ -58,7 +61,12 @@ NOT_A_DERIVATIVE = [("asl", {"stop_grad_weight": True})]
 def settings():
     """(loss name, params) for every registered loss and setting; a loss with no setting
     listed here fails the test that checks coverage."""
-    return [(name, params) for name in mlloss.names() for params in PARAM_SETS.get(name, [])]
+    return [
+        (name, params)
+        for name in mlloss.names()
+        if not mlloss.spec(name).heads
+        for params in PARAM_SETS.get(name, [])
+    ]
 
 
 def setting_id(value) -> str:

@@ -38,15 +38,19 @@ def test_golden_gradient_agrees_with_the_closed_form_at_high_precision(name):
     case = next(c for c in cases.cases_for(name) if c.id == "benign")
     record = golden.compute(case, "float64")
     loss = mlloss.get(name, backend="numpy", reduction="none", **case.params)
+    names = loss.spec.heads
     ops = mp.ops
     with mp.precision():
-        _, xc, t, p = loss._prepare(ops, ops.to_mp(record.arrays["x"]), record.arrays["y"])
-        closed = loss._vjp(
-            ops, ops.to_mp(np.ones(np.shape(loss.spec.value(ops, xc, t, p)))), xc, t, p
-        )
-        numeric = np.asarray(record.arrays["grad_sum_hi"]) + record.arrays["grad_sum_lo"]
-        for a, b in zip(np.asarray(closed).flat, numeric.flat, strict=True):
-            assert mpmath.almosteq(a, mpmath.mpf(b), rel_eps=1e-15, abs_eps=1e-30)
+        heads = tuple(ops.to_mp(record.arrays[n]) for n in names)
+        x = ops.to_mp(record.arrays["x"])
+        _, xc, hc, t, p = loss._prepare(ops, x, record.arrays["y"], heads)
+        ones = ops.to_mp(np.ones(np.shape(loss.spec.value(ops, xc, t, p))))
+        closed = loss._vjp(ops, ones, xc, hc, t, p)
+        closed = closed if names else (closed,)
+        for field, grad in zip(("grad", *(f"grad_{n}" for n in names)), closed, strict=True):
+            numeric = record.arrays[f"{field}_sum_hi"] + record.arrays[f"{field}_sum_lo"]
+            for a, b in zip(np.asarray(grad).flat, numeric.flat, strict=True):
+                assert mpmath.almosteq(a, mpmath.mpf(b), rel_eps=1e-15, abs_eps=1e-30)
 
 
 def test_golden_gradient_at_a_kink_follows_the_declared_side():

@@ -52,7 +52,8 @@ def test_every_cell_runs_every_case_path_and_reduction(full_report):
             paths = {"autodiff"}
         assert {c.path for c in cell.comparisons} == paths
         assert {c.reduction for c in cell.comparisons} == set(runner.REDUCTIONS)
-        assert {c.quantity for c in cell.comparisons} == {"value", "grad"}
+        heads = {f"grad_{h}" for h in spec.heads}
+        assert {c.quantity for c in cell.comparisons} == {"value", "grad", *heads}
 
 
 def test_matrix_covers_every_loss_backend_dtype_and_device(full_report):

@@ -1,7 +1,7 @@
 """The catalog: one module per family. Importing this package registers every built-in loss."""
 
 from mlloss.losses.binary import BCE, MULTILABEL_SOFT_MARGIN, SIGMOID_BCE
-from mlloss.losses.divergence import ABS_KL
+from mlloss.losses.divergence import ABS_KL, PARTITION
 from mlloss.losses.focal import ASL, FOCAL, HILL, POLY1_FOCAL, SPLC
 from mlloss.losses.ranking import BP_MLL, LSEP, MULTILABEL_HINGE, TWO_WAY, ZLPR
 from mlloss.losses.softmax import POLY1, SOFTMAX_CE, SPARSE_SOFTMAX_CE
@@ -25,6 +25,7 @@ BUILTIN = (
     MULTILABEL_HINGE,
     TWO_WAY,
     ABS_KL,
+    PARTITION,
 )
 
 for _spec in BUILTIN:

@@ -261,5 +261,6 @@ MULTILABEL_SOFT_MARGIN = LossSpec(
         ),
     ),
     references=("torch.nn.MultiLabelSoftMarginLoss documentation",),
-    notes="With missing labels C is the number of observed classes of the sample.",
+    notes="With missing labels C is the number of observed classes of the sample. Rows "
+    "with no positive (or no negative) need no special case.",
 )

@@ -263,7 +263,8 @@ MULTILABEL_HINGE = LossSpec(
     subgradients={"max(0, m - (x_j - x_i))": "0 at the corner (the hinge is flat there)"},
     kink_side=multilabel_hinge_kink_side,
     references=("torch.nn.MultiLabelMarginLoss documentation",),
-    notes="Pairwise: memory O(N C^2). C is the number of observed classes of the sample.",
+    notes="Pairwise: memory O(N C^2). C is the number of observed classes of the sample. A "
+    "row without a positive or without a negative has no pairs: loss 0.",
 )
 
 

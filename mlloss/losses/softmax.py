@@ -131,8 +131,9 @@ SOFTMAX_CE = LossSpec(
     references=("Szegedy et al., Rethinking the Inception Architecture, CVPR 2016",),
     notes=(
         "Missing labels (-1) remove their class from the softmax for that sample. A row with "
-        "every label missing contributes 0 and is left out of the mean. Label smoothing is "
-        "uniform over the observed classes."
+        "every label missing contributes 0 and is left out of the mean. A row with no "
+        "positive has an all-zero target: loss 0 (label smoothing then makes it uniform). "
+        "Label smoothing is uniform over the observed classes."
     ),
 )
 
@@ -274,4 +275,5 @@ POLY1 = LossSpec(
         "Leng et al., PolyLoss: A Polynomial Expansion Perspective of Classification Loss "
         "Functions, ICLR 2022, eq. 3",
     ),
+    notes="A row with no positive has cross-entropy 0 and p_t = 0: its loss is epsilon.",
 )
