@@ -382,22 +382,7 @@ def _run_case(ops, fixture, case, path, reduction, x, y, heads, dtype, tolerance
         value, grads = _host(ops, value), [_host(ops, g) for g in grads]
     except Exception as error:  # a crash is a failure of the cell, reported, not raised
         text = "".join(traceback.format_exception_only(type(error), error)).strip()
-        return [
-            Comparison(
-                case["id"],
-                path,
-                reduction,
-                "value",
-                False,
-                float("inf"),
-                float("inf"),
-                None,
-                None,
-                None,
-                None,
-                f"raised {text}",
-            )
-        ]
+        return [_failure(case["id"], path, reduction, "value", f"raised {text}")]
     golden_value = "none" if reduction == "none" else reduction
     suffix = "_mean" if reduction == "mean" else "_sum"
     checks = [("value", value, golden_value, 1.0)]
@@ -427,6 +412,24 @@ def _host(ops, tensor) -> np.ndarray:
     return array.astype(np.float64)
 
 
+def _failure(case, path, reduction, quantity, note, index=None, got=None, expected=None):
+    """A comparison that failed outright (a crash, a shape, non-finite values moved)."""
+    return Comparison(
+        case,
+        path,
+        reduction,
+        quantity,
+        False,
+        float("inf"),
+        float("inf"),
+        None,
+        None if index is None else list(map(int, index)),
+        None if got is None else float(got),
+        None if expected is None else float(expected),
+        note,
+    )
+
+
 def compare(
     case, path, reduction, quantity, got, hi, lo, dtype, tolerance: Tolerance, factor
 ) -> Comparison:
@@ -435,40 +438,16 @@ def compare(
     hi = np.asarray(hi, dtype=np.float64)
     lo = np.asarray(lo, dtype=np.float64)
     if got.shape != hi.shape:
-        return Comparison(
-            case,
-            path,
-            reduction,
-            quantity,
-            False,
-            float("inf"),
-            float("inf"),
-            None,
-            None,
-            None,
-            None,
-            f"shape {got.shape}, expected {hi.shape}",
-        )
+        note = f"shape {got.shape}, expected {hi.shape}"
+        return _failure(case, path, reduction, quantity, note)
     expected = fixtures.round_to(hi, dtype)  # beyond the dtype's range: its infinity
     finite = np.isfinite(expected)
     same_nonfinite = np.isnan(got) & np.isnan(expected) | (got == expected) & ~finite
     bad_nonfinite = ~finite & ~same_nonfinite | finite & ~np.isfinite(got)
     if bad_nonfinite.any():
         index = np.unravel_index(int(np.argmax(bad_nonfinite)), hi.shape) if hi.ndim else ()
-        return Comparison(
-            case,
-            path,
-            reduction,
-            quantity,
-            False,
-            float("inf"),
-            float("inf"),
-            None,
-            list(map(int, index)),
-            float(got[index]),
-            float(hi[index]),
-            "non-finite values in different positions",
-        )
+        note = "non-finite values in different positions"
+        return _failure(case, path, reduction, quantity, note, index, got[index], hi[index])
     if not finite.any():
         return Comparison(case, path, reduction, quantity, True, 0.0, 0.0, None, None, None, None)
     eps = EPS[dtype]

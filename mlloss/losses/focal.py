@@ -285,21 +285,31 @@ ASL = LossSpec(
 # hill -----------------------------------------------------------------------------------------
 
 
-def hill_value(ops, x, t, p):
-    y, z = t.y, x - p["margin"]
-    pos = ops.xmul(_pow(ops, ops.log_sigmoid(-z), p["gamma"]), ops.softplus(-z))
+def _focused(ops, z, gamma):
+    """(1 - sigmoid(z))^gamma (-log sigmoid(z)) = sigmoid(-z)^gamma softplus(-z), and its
+    derivative in z: -sigmoid(-z)^gamma [gamma sigmoid(z) softplus(-z) + sigmoid(-z)]."""
+    w = _pow(ops, ops.log_sigmoid(-z), gamma)
+    value = ops.xmul(w, ops.softplus(-z))
+    grad = -(gamma * ops.xmul(w * ops.sigmoid(z), ops.softplus(-z)) + w * ops.sigmoid(-z))
+    return value, grad
+
+
+def _hill_negative(ops, x, lamb):
+    """(lambda - p) p^2, and its derivative in x: (2 lambda p - 3 p^2) p (1 - p)."""
     q = ops.sigmoid(x)
-    neg = (p["lamb"] - q) * q * q
-    return ops.where(t.mask, ops.xmul(y, pos) + (1.0 - y) * neg, 0.0)
+    return (lamb - q) * q * q, (2.0 * lamb * q - 3.0 * q * q) * q * ops.sigmoid(-x)
+
+
+def hill_value(ops, x, t, p):
+    pos, _ = _focused(ops, x - p["margin"], p["gamma"])
+    neg, _ = _hill_negative(ops, x, p["lamb"])
+    return ops.where(t.mask, ops.xmul(t.y, pos) + (1.0 - t.y) * neg, 0.0)
 
 
 def hill_grad(ops, x, t, p):
-    y, z, gamma = t.y, x - p["margin"], p["gamma"]
-    w = _pow(ops, ops.log_sigmoid(-z), gamma)
-    d_pos = -(gamma * ops.xmul(w * ops.sigmoid(z), ops.softplus(-z)) + w * ops.sigmoid(-z))
-    q = ops.sigmoid(x)
-    d_neg = (2.0 * p["lamb"] * q - 3.0 * q * q) * q * ops.sigmoid(-x)
-    return ops.where(t.mask, ops.xmul(y, d_pos) + (1.0 - y) * d_neg, 0.0)
+    _, d_pos = _focused(ops, x - p["margin"], p["gamma"])
+    _, d_neg = _hill_negative(ops, x, p["lamb"])
+    return ops.where(t.mask, ops.xmul(t.y, d_pos) + (1.0 - t.y) * d_neg, 0.0)
 
 
 def hill_definition(ops, x, t, p):
@@ -352,17 +362,16 @@ def _splc_parts(ops, x, t, p):
 
 def splc_value(ops, x, t, p):
     z, target, gamma = _splc_parts(ops, x, t, p)
-    pos = ops.xmul(_pow(ops, ops.log_sigmoid(-z), gamma), ops.softplus(-z))
-    neg = ops.xmul(_pow(ops, ops.log_sigmoid(z), gamma), ops.softplus(z))
+    pos, _ = _focused(ops, z, gamma)
+    neg, _ = _focused(ops, -z, gamma)  # q^gamma (-log(1 - q)): the mirror image
     return ops.where(t.mask, ops.xmul(target, pos) + ops.xmul(1.0 - target, neg), 0.0)
 
 
 def splc_grad(ops, x, t, p):
     z, target, gamma = _splc_parts(ops, x, t, p)
-    w_pos = _pow(ops, ops.log_sigmoid(-z), gamma)
-    w_neg = _pow(ops, ops.log_sigmoid(z), gamma)
-    d_pos = -(gamma * ops.xmul(w_pos * ops.sigmoid(z), ops.softplus(-z)) + w_pos * ops.sigmoid(-z))
-    d_neg = gamma * ops.xmul(w_neg * ops.sigmoid(-z), ops.softplus(z)) + w_neg * ops.sigmoid(z)
+    _, d_pos = _focused(ops, z, gamma)
+    _, d_mirror = _focused(ops, -z, gamma)
+    d_neg = -d_mirror
     return ops.where(t.mask, ops.xmul(target, d_pos) + ops.xmul(1.0 - target, d_neg), 0.0)
 
 
