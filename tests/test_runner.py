@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import mlloss
-from backends.numpy import NumpyOps
 from mlloss import backends
+from mlloss.backends.numpy import NumpyOps
 from mlloss.cli import main
 from mlloss.conformance import cases, runner
 from mlloss.conformance.tolerances import TABLE
