@@ -213,8 +213,7 @@ BCE = LossSpec(
 
 def _observed_classes(ops, t):
     """The number of observed classes of each sample, at least 1, shaped (..., 1)."""
-    count = ops.sum(ops.where(t.mask, 1.0, ops.zeros_like(t.y)), axis=-1, keepdims=True)
-    return ops.maximum(count, 1.0)
+    return ops.maximum(ops.count(t.mask, t.y, keepdims=True), 1.0)
 
 
 def _soft_margin_params(p):
@@ -232,9 +231,7 @@ def multilabel_soft_margin_grad(ops, x, t, p):
 
 def multilabel_soft_margin_definition(ops, x, t, p):
     per_class = sigmoid_bce_definition(ops, x, t, _soft_margin_params(p))
-    return ops.sum(per_class, axis=-1) / ops.sum(
-        ops.where(t.mask, 1.0, ops.zeros_like(t.y)), axis=-1
-    )
+    return ops.sum(per_class, axis=-1) / ops.count(t.mask, t.y)
 
 
 MULTILABEL_SOFT_MARGIN = LossSpec(

@@ -17,11 +17,6 @@ def _sets(t):
     return positive, t.mask & ~positive
 
 
-def _count(ops, mask, like, axis=-1, keepdims=False):
-    """How many entries of ``mask`` are true, in ``like``'s dtype."""
-    return ops.sum(ops.cast(mask, ops.dtype_name(like)), axis=axis, keepdims=keepdims)
-
-
 def _soft_exp(ops, log_softmax, log_scale):
     """exp(log_scale + log_softmax): a probability times a factor, with the factor's limits."""
     return ops.exp(log_softmax + log_scale)
@@ -149,8 +144,8 @@ LSEP = LossSpec(
 
 def _bp_mll_log(ops, x, t):
     positive, negative, a, b, both = _pair_logsums(ops, x, t)
-    log_norm = ops.log(ops.maximum(_count(ops, positive, x, keepdims=True), 1.0)) + ops.log(
-        ops.maximum(_count(ops, negative, x, keepdims=True), 1.0)
+    log_norm = ops.log(ops.maximum(ops.count(positive, x, keepdims=True), 1.0)) + ops.log(
+        ops.maximum(ops.count(negative, x, keepdims=True), 1.0)
     )
     return positive, negative, a, b, both, log_norm
 
@@ -172,7 +167,7 @@ def bp_mll_grad(ops, x, t, p):
 def bp_mll_definition(ops, x, t, p):
     positive, negative = _sets(t)
     total = _pairwise_exp(ops, x, t)
-    norm = _count(ops, positive, x) * _count(ops, negative, x)
+    norm = ops.count(positive, x) * ops.count(negative, x)
     return ops.where(norm > 0, total / ops.where(norm > 0, norm, 1.0), 0.0)
 
 
@@ -208,7 +203,7 @@ def _hinge_parts(ops, x, t, p):
     pairs = ops.expand_dims(positive, -1) & ops.expand_dims(negative, -2)
     # active: d > 0, and NaN stays active (NaN in, NaN out); at d = 0 the hinge is flat
     active = pairs & ~(d <= 0)
-    observed = ops.maximum(_count(ops, t.mask, x, keepdims=True), 1.0)
+    observed = ops.maximum(ops.count(t.mask, x, keepdims=True), 1.0)
     return d, active, observed
 
 
@@ -297,7 +292,7 @@ def two_way_value(ops, x, t, p):
     for axis in (0, 1):  # classes (over samples), then samples (over classes)
         s, has_pos = _two_way_axis(ops, x, positive, negative, p["tp"], p["tn"], axis)
         g = ops.where(has_pos, ops.softplus(s), 0.0)
-        total = total + ops.sum(g) / ops.maximum(_count(ops, has_pos, x, axis=None), 1.0)
+        total = total + ops.sum(g) / ops.maximum(ops.count(has_pos, x, axis=None), 1.0)
     return total
 
 
@@ -315,7 +310,7 @@ def two_way_grad(ops, x, t, p):
         d_pos = ops.exp(ops.log_softmax(-x / tp, axis=axis, where=positive) + log_sig)
         d = ops.where(negative, d_neg, 0.0) - ops.where(positive, d_pos, 0.0)
         d = ops.where(has_pos, d, 0.0)
-        grad = grad + d / ops.maximum(_count(ops, has_pos, x, axis=None), 1.0)
+        grad = grad + d / ops.maximum(ops.count(has_pos, x, axis=None), 1.0)
     # the batch's value is NaN when one counted term is (inf - inf): so is every gradient
     grad = ops.where(undefined, float("nan"), grad)
     return ops.sum(grad, axis=0) if single else grad
@@ -330,7 +325,7 @@ def two_way_definition(ops, x, t, p):
         pos_sum = ops.sum(ops.where(positive, ops.exp(-x / tp), 0.0), axis=axis)
         g = ops.log(1.0 + neg_sum**tn * pos_sum**tp)
         has_pos = ops.any(positive, axis=axis)
-        total = total + ops.sum(ops.where(has_pos, g, 0.0)) / _count(ops, has_pos, x, axis=None)
+        total = total + ops.sum(ops.where(has_pos, g, 0.0)) / ops.count(has_pos, x, axis=None)
     return total
 
 

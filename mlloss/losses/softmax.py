@@ -62,7 +62,7 @@ def _distribution(ops, t, p):
         q = q / ops.where(n > 0, n, 1.0)  # a row with no label stays all zero
     s = p["label_smoothing"]
     if s:
-        observed = ops.sum(ops.where(t.mask, 1.0, ops.zeros_like(q)), axis=-1, keepdims=True)
+        observed = ops.count(t.mask, q, keepdims=True)
         q = q * (1.0 - s) + ops.where(t.mask, s / ops.maximum(observed, 1.0), 0.0)
     return _weighted(q, p)
 
