@@ -27,10 +27,19 @@ PARAM_SETTINGS: dict[str, list[dict[str, Any]]] = {
     "sigmoid_bce": [
         {"pos_weight": [1.0, 2.0, 0.5, 3.0, 0.0]},
         {"class_weight": [1.0, 0.0, 2.0, 1.0, 0.5], "label_smoothing": 0.125},
+        {"label_smoothing": 0.125},
     ],
-    "bce": [{"eps": 1e-3, "label_smoothing": 0.25}, {"eps": 0.0}],
+    "bce": [
+        {"eps": 1e-3, "label_smoothing": 0.25},
+        {"eps": 0.0},
+        {"label_smoothing": 0.125},
+        # torch's BCELoss: no clip, each log clamped at -100
+        {"eps": 0.0, "log_floor": -100.0},
+        {"eps": 0.0, "log_floor": -100.0, "class_weight": [1.0, 0.0, 2.0, 1.0, 0.5]},
+    ],
     "softmax_ce": [
         {"normalize_targets": True},
+        {"label_smoothing": 0.125},
         {"label_smoothing": 0.125, "class_weight": [1.0, 2.0, 0.5, 1.0, 0.0]},
     ],
     "sparse_softmax_ce": [
@@ -39,7 +48,18 @@ PARAM_SETTINGS: dict[str, list[dict[str, Any]]] = {
     ],
     "multilabel_soft_margin": [{"class_weight": [1.0, 0.0, 2.0, 1.0, 0.5]}],
     "poly1": [{"epsilon": 2.0}, {"epsilon": -0.5}],
-    "focal": [{"gamma": 0.0}, {"gamma": 1.5, "alpha": 0.25}, {"gamma": 0.5}],
+    "focal": [
+        {"gamma": 0.0},
+        {"gamma": 1.5, "alpha": 0.25},
+        {"gamma": 0.5},
+        {"alpha": 0.25},
+        {"alpha": 0.25, "label_smoothing": 0.125},
+    ],
+    "bce_focal": [
+        {"gamma": 1.0},
+        {"alpha": 0.25, "label_smoothing": 0.125},
+        {"gamma": 0.0, "eps": 1e-3},
+    ],
     "poly1_focal": [{"epsilon": 0.5, "gamma": 1.0, "alpha": 0.75}],
     "asl": [
         {"gamma_pos": 1.0, "gamma_neg": 2.0, "clip": 0.0},
@@ -180,11 +200,12 @@ def _nan(spec, rng):
 
 
 def _kinks(spec, rng):
-    """Inputs exactly at bce's clip bounds (eps = 0.25, exact in every dtype)."""
+    """Inputs exactly at the clip bounds (eps = 0.25, exact in every dtype), and at 0 and 1."""
     x = rng.uniform(0.0, 1.0, size=(N, C))
     x[0, :] = [0.25, 0.75, 0.25, 0.75, 0.5]
     x[1, :] = [0.125, 0.875, 0.25, 0.75, 0.25]
-    return x, _labels(spec, rng, N, C, soft=True), "inputs exactly at the clip bounds"
+    x[2, :2] = [0.0, 1.0]  # bce_focal's focusing factor is held to [0, 1]
+    return x, _labels(spec, rng, N, C, soft=True), "inputs exactly at the clip bounds, 0 and 1"
 
 
 def _asl_kinks(spec, rng):
@@ -207,6 +228,7 @@ def _hinge_kinks(spec, rng):
 KINK_CASES: dict[str, tuple[dict[str, Any], Generator]] = {
     "partition": ({"count_floor": 0.25}, _benign),
     "bce": ({"eps": 0.25}, _kinks),
+    "bce_focal": ({"eps": 0.25}, _kinks),
     "abs_kl": ({"eps": 0.25}, _kinks),
     "asl": ({"clip": 0.5, "gamma_neg": 0.0}, _asl_kinks),
     "multilabel_hinge": ({}, _hinge_kinks),

@@ -11,6 +11,7 @@ Importing mlloss imports no framework; a backend loads when it is first used.
 from mlloss import losses as _losses  # noqa: F401  (registers the catalog)
 from mlloss._version import __version__
 from mlloss.loss import REDUCTIONS, Loss, get
+from mlloss.natives import NativeLoss, from_native
 from mlloss.ops import Ops
 from mlloss.registry import names, register, spec, unregister
 from mlloss.spec import LossSpec, Native, Param, Prepared
@@ -20,10 +21,12 @@ __all__ = [
     "Loss",
     "LossSpec",
     "Native",
+    "NativeLoss",
     "Ops",
     "Param",
     "Prepared",
     "__version__",
+    "from_native",
     "get",
     "names",
     "register",

@@ -20,8 +20,8 @@ from mlloss import registry
 from mlloss.ops import Ops
 from mlloss.spec import LossSpec, Prepared
 
-Reduction = Literal["none", "sum", "mean"]
-REDUCTIONS: tuple[str, ...] = ("none", "sum", "mean")
+Reduction = Literal["none", "sum", "mean", "weighted_mean"]
+REDUCTIONS: tuple[str, ...] = ("none", "sum", "mean", "weighted_mean")
 
 # half precision is computed in float32: its exp/log lose too much, and every framework's own
 # fused losses do the same
@@ -62,6 +62,7 @@ class Loss:
         reduction: str,
         params: Mapping[str, Any],
         fused: bool = True,
+        mean_over_classes: bool = False,
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -69,6 +70,7 @@ class Loss:
         self.reduction = reduction
         self.params = MappingProxyType(dict(params))
         self.fused = fused and spec.grad is not None
+        self.mean_over_classes = mean_over_classes
         # writable copies: torch shares memory with NumPy and warns on the read-only originals
         self._per_class = {
             k: np.array(v) for k, v in self.params.items() if _is_per_class(spec, k, v)
@@ -85,6 +87,8 @@ class Loss:
         shown = ", ".join(
             f"{k}={v!r}" for k, v in self.params.items() if v is not self.spec.param(k).default
         )
+        if self.mean_over_classes:
+            shown = "mean_over_classes=True" + (f", {shown}" if shown else "")
         extra = f", {shown}" if shown else ""
         return (
             f"mlloss.get({self.name!r}, backend={self.backend!r}, "
@@ -122,8 +126,12 @@ class Loss:
             )
         compute, xc, hc, t, p = self._prepare(ops, x, y, h)
         values = self.spec.value(ops, xc, t, p)
-        reduced = _reduce(ops, values, t.counted, self.reduction, compute)
-        upstream = _reduce_vjp(ops, values, t.counted, self.reduction, compute)
+        samples, counted = self._over_classes(ops, values, t, compute)
+        denominator = self._denominator(ops, counted, t, p, compute)
+        reduced = _reduce(ops, samples, counted, self.reduction, denominator)
+        upstream = _reduce_vjp(ops, samples, counted, self.reduction, denominator)
+        if self.mean_over_classes:  # each sample's mean spreads its cotangent over its classes
+            upstream = ops.expand_dims(upstream, -1) / _observed_classes(ops, t, compute)
         grads = self._vjp(ops, upstream, xc, hc, t, p)
         if not self.spec.heads:
             return ops.cast(reduced, ops.dtype_name(x)), ops.cast(grads, ops.dtype_name(x))
@@ -272,7 +280,12 @@ class Loss:
             )
         for p in self.spec.params:
             value = self.params[p.name]
-            if p.kind == "per_class" and value is not None and value.shape[0] != xs[-1]:
+            if (
+                p.kind == "per_class"
+                and value is not None
+                and value.ndim == 1
+                and value.shape[0] != xs[-1]
+            ):
                 raise ValueError(
                     f"{self.name}: parameter {p.name!r} expects {xs[-1]} entries (one per "
                     f"class of {self._first_arg} {xs}); got {value.shape[0]}"
@@ -306,9 +319,30 @@ class Loss:
             values = fn(xc, *hc, t.y, t.mask, *(p[k] for k in self._per_class))
         else:
             values = self.spec.value(ops, xc, t, p)
-        out = _reduce(ops, values, t.counted, self.reduction, compute)
+        values, counted = self._over_classes(ops, values, t, compute)
+        denominator = self._denominator(ops, counted, t, p, compute)
+        out = _reduce(ops, values, counted, self.reduction, denominator)
         out_dtype = ops.dtype_name(x)
         return ops.cast(out, out_dtype) if out_dtype != compute else out
+
+    def _over_classes(self, ops: Ops, values: Any, t: Prepared, compute: str) -> tuple[Any, Any]:
+        """With ``mean_over_classes``: each sample's mean over its observed classes (Keras's
+        mean over the last axis), and which samples count; else the values as they are."""
+        if not self.mean_over_classes:
+            return values, t.counted
+        samples = ops.sum(values / _observed_classes(ops, t, compute), axis=-1)
+        return samples, ops.any(t.mask, axis=-1)
+
+    def _denominator(self, ops: Ops, counted: Any, t: Prepared, p: Mapping[str, Any], compute: str):
+        """What ``"mean"`` divides by: the number of counted entries; for ``"weighted_mean"``
+        the sum of the class weights of the counted samples' targets (torch's weighted mean)."""
+        weights = ops.cast(counted, compute)
+        w = p.get("class_weight")
+        if self.reduction == "weighted_mean" and w is not None:
+            if ops.shape(w):  # one weight per class: each sample's target's
+                w = ops.sum(ops.one_hot(t.y, ops.shape(w)[0], compute) * w, axis=-1)
+            weights = weights * w
+        return ops.sum(weights)
 
     def _fused_fn(self, ops: Ops) -> Callable[..., Any]:
         """The spec's value with its closed-form gradient as the backward, built once a backend.
@@ -374,6 +408,7 @@ def get(
     reduction: str = "mean",
     *,
     fused: bool = True,
+    mean_over_classes: bool = False,
     **params: Any,
 ) -> Loss:
     """The loss ``name`` with ``params``, ready to call as ``loss(logits, targets)``.
@@ -385,6 +420,13 @@ def get(
     differentiates the formula with the framework's autodiff instead of the spec's closed-form
     gradient (the two are proved equal by the tests). Unknown names, backends, reductions and
     parameters, and parameter values out of range, raise ``ValueError``/``TypeError``.
+
+    Two reductions exist so that frameworks' own losses map exactly (see docs/porting.md):
+    ``mean_over_classes=True`` (element-wise losses) first averages each sample over its
+    observed classes, as every Keras loss does over the last axis, and ``reduction`` then
+    applies to those per-sample values; ``reduction="weighted_mean"`` (class-index losses)
+    divides the sum by the sum of the class weights of the counted samples' targets, as
+    torch's ``cross_entropy`` does with ``weight=`` (without class weights it is ``"mean"``).
     """
     spec = registry.spec(name)
     if backend is not None:
@@ -396,7 +438,29 @@ def get(
         )
     if not isinstance(fused, bool):
         raise TypeError(f"{spec.name}: fused expects True or False; got {fused!r}")
-    return Loss(spec, backend, reduction, spec.resolve_params(params), fused=fused)
+    if not isinstance(mean_over_classes, bool):
+        raise TypeError(
+            f"{spec.name}: mean_over_classes expects True or False; got {mean_over_classes!r}"
+        )
+    if mean_over_classes and spec.per != "element":
+        raise ValueError(
+            f"{spec.name}: mean_over_classes expects an element-wise loss; {spec.name} already "
+            f"gives one value per {spec.per}"
+        )
+    if reduction == "weighted_mean" and spec.target_kind != "class_index":
+        raise ValueError(
+            f"{spec.name}: reduction 'weighted_mean' expects a loss on class indices (the "
+            f"weights are those of each sample's target class); {spec.name} takes "
+            f"{spec.target_kind.replace('_', '-')} targets"
+        )
+    return Loss(
+        spec,
+        backend,
+        reduction,
+        spec.resolve_params(params),
+        fused=fused,
+        mean_over_classes=mean_over_classes,
+    )
 
 
 # helpers --------------------------------------------------------------------------------------
@@ -427,18 +491,25 @@ def _prepare_targets(
     return Prepared(safe, mask, counted)
 
 
-def _reduce(ops: Ops, values: Any, counted: Any, reduction: str, compute: str) -> Any:
+def _observed_classes(ops: Ops, t: Prepared, compute: str) -> Any:
+    """Each sample's number of observed classes, at least 1, shaped (..., 1)."""
+    return ops.maximum(ops.sum(ops.cast(t.mask, compute), axis=-1, keepdims=True), 1.0)
+
+
+def _reduce(ops: Ops, values: Any, counted: Any, reduction: str, denominator: Any) -> Any:
+    """``denominator``: what a mean divides by; when it is 0 nothing counted, and the sum (0)
+    is returned rather than 0 / 0."""
     if reduction == "none":
         return values
     total = ops.sum(values)
     if reduction == "sum":
         return total
-    return total / ops.maximum(ops.sum(ops.cast(counted, compute)), 1.0)
+    return total / ops.where(denominator > 0, denominator, 1.0)
 
 
-def _reduce_vjp(ops: Ops, values: Any, counted: Any, reduction: str, compute: str) -> Any:
+def _reduce_vjp(ops: Ops, values: Any, counted: Any, reduction: str, denominator: Any) -> Any:
     """The cotangent of the unreduced values for a cotangent of 1 on the reduced value."""
     ones = ops.where(counted, 1.0, ops.zeros_like(values))
-    if reduction == "mean":
-        return ones / ops.maximum(ops.sum(ops.cast(counted, compute)), 1.0)
+    if reduction in ("mean", "weighted_mean"):
+        return ones / ops.where(denominator > 0, denominator, 1.0)
     return ones

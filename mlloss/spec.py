@@ -31,7 +31,8 @@ class Param:
 
     ``low``/``high`` bound a number (``None``: unbounded); ``low_open``/``high_open`` make a
     bound exclusive. ``per_class`` parameters are 1-D arrays with one non-negative finite entry
-    per class (or ``None``); their length is checked against the logits when the loss is called.
+    per class, or one such number for every class (or ``None``); an array's length is checked
+    against the logits when the loss is called.
     """
 
     name: str
@@ -52,7 +53,7 @@ class Param:
         elif self.kind == "choice":
             text = "one of " + ", ".join(repr(c) for c in self.choices)
         elif self.kind == "per_class":
-            text = "a 1-D array of non-negative finite numbers, one per class"
+            text = "a non-negative finite number, or a 1-D array of them with one per class"
         else:
             lo = "-inf" if self.low is None else repr(self.low)
             hi = "inf" if self.high is None else repr(self.high)
@@ -84,7 +85,7 @@ class Param:
             raise fail()
         if self.kind == "per_class":
             array = _host_array(value)
-            if array is None or array.ndim != 1 or not np.issubdtype(array.dtype, np.number):
+            if array is None or array.ndim > 1 or not np.issubdtype(array.dtype, np.number):
                 raise fail(TypeError)
             array = array.astype(np.float64)
             if not np.all(np.isfinite(array)) or np.any(array < 0):
@@ -110,17 +111,55 @@ class Param:
         return number
 
 
+#: a native argument that has no default (the native requires it)
+REQUIRED: Any = type("Required", (), {"__repr__": lambda self: "<required>"})()
+
+#: how a native reduces what it computes (see docs/porting.md):
+#: ``reduction``: its ``reduction=`` argument ("none", "sum", "mean") means what mlloss's does;
+#: ``index_reduction``: the same, but "mean" is torch's weighted mean for class indices (the
+#: sum over the sum of the targets' class weights);
+#: ``keras``: a Keras ``Loss`` class: the mean over the last axis of an element-wise loss, then
+#: its ``reduction=`` ("sum_over_batch_size" and "mean": the mean; "sum"; None or "none");
+#: ``per_sample``: a Keras loss function: the mean over the last axis, unreduced;
+#: ``unreduced``: optax and ``tf.nn``: the loss's own unreduced values
+NativeReduce = Literal["reduction", "index_reduction", "keras", "per_sample", "unreduced"]
+
+
 @dataclass(frozen=True)
 class Native:
-    """A framework's own function that computes the same thing, and how to call it.
+    """A framework's own loss, and its exact translation into the spec that lists it.
 
-    ``call`` is the exact call with mlloss's arguments translated (``x`` the logits or
-    probabilities, ``y`` the targets); ``note`` says where the native's meaning differs.
+    ``name`` is the dotted name as the framework documents it, ``forms`` the other names of
+    the same thing (the class form of a torch function). ``args`` is every keyword argument
+    mlloss maps, with the native's default (:data:`REQUIRED` when it has none). The
+    translation is data where it can be: ``rename`` (native keyword -> spec parameter, the
+    value unchanged), ``fixed`` (spec parameters the native always implies, such as torch's
+    log floor), ``require`` (native arguments mlloss maps only at one value, such as
+    ``axis=-1``), ``inert`` (accepted, no effect on the value, such as a name); ``convert`` is
+    the rest, a function from the native's arguments (defaults filled in) to spec parameters,
+    and ``invert`` its inverse (spec parameters -> native arguments, None where none exist).
+    ``when`` selects among records of one native that map to different specs
+    (``from_logits``). ``targets`` is how the native takes its targets; ``targets_first``
+    whether its own call order puts them first (mlloss always takes predictions first).
+    ``keras_backends``: the Keras backends under which the mapping is exact (empty: all).
+    ``note`` says in one line every way the native differs from the plain loss.
     """
 
+    name: str
     framework: str
-    function: str
-    call: str
+    args: Mapping[str, Any]
+    reduce: NativeReduce
+    forms: tuple[str, ...] = ()
+    rename: Mapping[str, str] = field(default_factory=dict)
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    require: Mapping[str, Any] = field(default_factory=dict)
+    inert: tuple[str, ...] = ()
+    convert: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
+    invert: Callable[[Mapping[str, Any]], dict[str, Any] | None] | None = None
+    when: Mapping[str, Any] = field(default_factory=dict)
+    targets: Literal["multi_hot", "class_index", "padded_indices"] | None = None
+    targets_first: bool = False
+    keras_backends: tuple[str, ...] = ()
     note: str = ""
 
 

@@ -9,6 +9,10 @@ import mlloss
 
 N, C = 6, 5
 
+#: the reductions every loss has; "weighted_mean" and mean_over_classes are tested in
+#: test_reductions.py
+CORE_REDUCTIONS = ("none", "sum", "mean")
+
 PARAM_SETS: dict[str, list[dict]] = {
     "sigmoid_bce": [
         {},
@@ -16,7 +20,18 @@ PARAM_SETS: dict[str, list[dict]] = {
         {"class_weight": [1.0, 0.0, 2.0, 1.0, 0.5], "label_smoothing": 0.1},
         {"pos_weight": [2.0, 1.0, 1.0, 4.0, 1.0], "class_weight": [1, 2, 3, 4, 5]},
     ],
-    "bce": [{}, {"eps": 1e-3, "label_smoothing": 0.2}, {"eps": 0.0}],
+    "bce": [
+        {},
+        {"eps": 1e-3, "label_smoothing": 0.2},
+        {"eps": 0.0},
+        {"eps": 0.0, "log_floor": -100.0, "class_weight": [1.0, 0.0, 2.0, 1.0, 0.5]},
+        {"log_floor": -3.0, "class_weight": 2.0},
+    ],
+    "bce_focal": [
+        {},
+        {"gamma": 1.0, "alpha": 0.25, "label_smoothing": 0.1},
+        {"gamma": 0.0, "eps": 1e-3},
+    ],
     "softmax_ce": [
         {},
         {"normalize_targets": True},
@@ -31,7 +46,13 @@ PARAM_SETS: dict[str, list[dict]] = {
     ],
     "multilabel_soft_margin": [{}, {"class_weight": [1.0, 0.0, 2.0, 1.0, 0.5]}],
     "poly1": [{}, {"epsilon": 2.0}, {"epsilon": -0.5}],
-    "focal": [{}, {"gamma": 0.0}, {"gamma": 1.5, "alpha": 0.25}, {"gamma": 0.5}],
+    "focal": [
+        {},
+        {"gamma": 0.0},
+        {"gamma": 1.5, "alpha": 0.25},
+        {"gamma": 0.5},
+        {"gamma": 2.0, "alpha": 0.75, "label_smoothing": 0.2},
+    ],
     "poly1_focal": [{}, {"epsilon": 0.5, "gamma": 1.0, "alpha": 0.75}],
     "asl": [
         {},

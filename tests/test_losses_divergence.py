@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cases import inputs
+from cases import CORE_REDUCTIONS, inputs
 from conftest import FRAMEWORKS, backend_params, to_backend, to_numpy
 
 import mlloss
@@ -61,7 +61,7 @@ def test_partition_gradients_match_finite_differences(params):
 
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "autodiff"])
 @pytest.mark.parametrize("backend", backend_params(FRAMEWORKS))
-@pytest.mark.parametrize("reduction", mlloss.REDUCTIONS)
+@pytest.mark.parametrize("reduction", CORE_REDUCTIONS)
 def test_partition_backends_agree_with_numpy(reduction, backend, fused):
     x, y, count = _partition_inputs(seed=2)
     params = {"count_loss": "poisson"}

@@ -2,7 +2,7 @@
 
 from mlloss.losses.binary import BCE, MULTILABEL_SOFT_MARGIN, SIGMOID_BCE
 from mlloss.losses.divergence import ABS_KL, PARTITION
-from mlloss.losses.focal import ASL, FOCAL, HILL, POLY1_FOCAL, SPLC
+from mlloss.losses.focal import ASL, BCE_FOCAL, FOCAL, HILL, POLY1_FOCAL, SPLC
 from mlloss.losses.ranking import BP_MLL, LSEP, MULTILABEL_HINGE, TWO_WAY, ZLPR
 from mlloss.losses.softmax import POLY1, SOFTMAX_CE, SPARSE_SOFTMAX_CE
 from mlloss.registry import register
@@ -15,6 +15,7 @@ BUILTIN = (
     SPARSE_SOFTMAX_CE,
     POLY1,
     FOCAL,
+    BCE_FOCAL,
     POLY1_FOCAL,
     ASL,
     HILL,

@@ -6,9 +6,16 @@ smoothing, w per-class weights, p_w positive weights.
 
 from __future__ import annotations
 
+from mlloss.losses.natives import (
+    LAST_AXIS,
+    REQUIRED,
+    TORCH_REDUCTION,
+    keras_pair,
+    optax_smooth_labels_binary,
+)
 from mlloss.spec import LossSpec, Native, Param
 
-_LABEL_SMOOTHING_BINARY = Param(
+LABEL_SMOOTHING_BINARY = Param(
     "label_smoothing",
     0.0,
     "float",
@@ -84,7 +91,7 @@ SIGMOID_BCE = LossSpec(
             optional=True,
         ),
         _CLASS_WEIGHT,
-        _LABEL_SMOOTHING_BINARY,
+        LABEL_SMOOTHING_BINARY,
     ),
     value=sigmoid_bce_value,
     definition=sigmoid_bce_definition,
@@ -92,23 +99,51 @@ SIGMOID_BCE = LossSpec(
     decode="logit_threshold",
     natives=(
         Native(
-            "torch",
             "torch.nn.functional.binary_cross_entropy_with_logits",
-            "F.binary_cross_entropy_with_logits(x, y, weight=class_weight, "
-            "pos_weight=pos_weight, reduction=reduction)",
-            "no missing labels; no label smoothing",
+            "torch",
+            {"weight": None, "pos_weight": None, **TORCH_REDUCTION},
+            "reduction",
+            forms=("torch.nn.BCEWithLogitsLoss",),
+            rename={"weight": "class_weight", "pos_weight": "pos_weight"},
+            note="weight and pos_weight per class (1-D) or one number",
         ),
         Native(
-            "tensorflow",
             "tf.nn.sigmoid_cross_entropy_with_logits",
-            "tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=x)",
-            "unreduced; targets first as keywords",
+            "tensorflow",
+            {"name": None},
+            "unreduced",
+            inert=("name",),
+            targets_first=True,
         ),
         Native(
-            "jax",
-            "optax.sigmoid_binary_cross_entropy",
-            "optax.sigmoid_binary_cross_entropy(x, y)",
+            "tf.nn.weighted_cross_entropy_with_logits",
+            "tensorflow",
+            {"pos_weight": REQUIRED, "name": None},
             "unreduced",
+            rename={"pos_weight": "pos_weight"},
+            inert=("name",),
+            targets_first=True,
+        ),
+        *keras_pair(
+            "BinaryCrossentropy",
+            "binary_crossentropy",
+            {"from_logits": False, "label_smoothing": 0.0, **LAST_AXIS},
+            reduce_elements=True,
+            when={"from_logits": True},
+            note="Keras averages over the last axis before its reduction",
+            rename={"label_smoothing": "label_smoothing"},
+            require=LAST_AXIS,
+        ),
+        Native(
+            "optax.sigmoid_binary_cross_entropy",
+            "optax",
+            {"smooth_labels": 0.0},
+            "unreduced",
+            forms=("optax.losses.sigmoid_binary_cross_entropy",),
+            convert=optax_smooth_labels_binary,
+            invert=lambda params: {},
+            note="smooth_labels (optax.smooth_labels on the targets first) moves them toward "
+            "1/C, not 0.5: refused",
         ),
     ),
     references=(
@@ -132,10 +167,37 @@ def _bce_parts(ops, x, t, p):
     return ops.clip(x, lo, hi), smooth_binary(t.y, p["label_smoothing"])
 
 
+def _clamped(ops, q, floor):
+    """Where log q is held at the floor (never at NaN: NaN in, NaN out)."""
+    return ops.log(q) <= floor
+
+
+def _log_floored(ops, q, floor):
+    """log q, clamped below at ``floor`` (None: no clamp), as torch's BCELoss clamps at -100;
+    the clamped entries take the log of 1, so no infinity reaches a gradient path."""
+    if floor is None:
+        return ops.log(q)
+    clamped = _clamped(ops, q, floor)
+    return ops.where(clamped, floor, ops.log(ops.where(clamped, 1.0, q)))
+
+
+def _class_weighted(ops, loss, t, p):
+    w = p["class_weight"]
+    return ops.where(t.mask, loss if w is None else ops.xmul(w, loss), 0.0)
+
+
 def bce_value(ops, x, t, p):
     q, y = _bce_parts(ops, x, t, p)
-    loss = -(ops.xlogy(y, q) + ops.xlogy(1.0 - y, 1.0 - q))
-    return ops.where(t.mask, loss, 0.0)
+    floor = p["log_floor"]
+    if floor is None:
+        loss = -(ops.xlogy(y, q) + ops.xlogy(1.0 - y, 1.0 - q))
+    else:
+        # xmul: a zero label takes nothing from its (floored) log
+        loss = -(
+            ops.xmul(y, _log_floored(ops, q, floor))
+            + ops.xmul(1.0 - y, _log_floored(ops, 1.0 - q, floor))
+        )
+    return _class_weighted(ops, loss, t, p)
 
 
 def bce_grad(ops, x, t, p):
@@ -143,20 +205,37 @@ def bce_grad(ops, x, t, p):
     lo, hi = _bce_bounds(ops, x, p)
     # the clip's declared subgradient: the closed interval (NaN stays inside: NaN out)
     inside = ~((x < lo) | (x > hi))
-    grad = ops.xdivy(1.0 - y, 1.0 - q) - ops.xdivy(y, q)
-    return ops.where(t.mask & inside, grad, 0.0)
+    d_pos, d_neg = ops.xdivy(y, q), ops.xdivy(1.0 - y, 1.0 - q)
+    floor = p["log_floor"]
+    if floor is not None:  # a clamped log is flat
+        d_pos = ops.where(_clamped(ops, q, floor), 0.0, d_pos)
+        d_neg = ops.where(_clamped(ops, 1.0 - q, floor), 0.0, d_neg)
+    grad = ops.where(inside, d_neg - d_pos, 0.0)
+    return _class_weighted(ops, grad, t, p)
 
 
 def bce_kink_side(ops, x, t, p):
-    """At the clip bounds the gradient is the one from inside [eps, 1 - eps]."""
+    """At the clip bounds the gradient is the one from inside [eps, 1 - eps]; where a log sits
+    exactly at the floor it is the clamped (flat) side's."""
     lo, hi = _bce_bounds(ops, x, p)
-    right = ops.where(x <= lo, 1.0, ops.zeros_like(x))
-    return ops.where(x >= hi, -1.0, right)
+    side = ops.where(x <= lo, 1.0, ops.zeros_like(x))
+    side = ops.where(x >= hi, -1.0, side)
+    floor = p["log_floor"]
+    if floor is not None:
+        q = ops.clip(x, lo, hi)
+        side = ops.where(ops.log(q) == floor, -1.0, side)
+        side = ops.where(ops.log(1.0 - q) == floor, 1.0, side)
+    return side
 
 
 def bce_definition(ops, x, t, p):
     q, y = _bce_parts(ops, x, t, p)
-    return ops.where(t.mask, -(y * ops.log(q) + (1.0 - y) * ops.log(1.0 - q)), 0.0)
+    floor = p["log_floor"]
+
+    def log(v):
+        return ops.log(v) if floor is None else ops.maximum(ops.log(v), floor)
+
+    return _class_weighted(ops, -(y * log(q) + (1.0 - y) * log(1.0 - q)), t, p)
 
 
 BCE = LossSpec(
@@ -164,8 +243,9 @@ BCE = LossSpec(
     aliases=("binary_cross_entropy", "binary_crossentropy"),
     summary="Binary cross-entropy on probabilities, clipped to [eps, 1 - eps] as Keras does.",
     formula=(
-        r"\ell_{ic} = -\left[y'_{ic}\log q_{ic} + (1 - y'_{ic})\log(1 - q_{ic})\right],\quad"
-        r" q = \operatorname{clip}(p, \epsilon, 1 - \epsilon),\ y' = y(1 - s) + s/2"
+        r"\ell_{ic} = -w_c\left[y'_{ic} L(q_{ic}) + (1 - y'_{ic}) L(1 - q_{ic})\right],\ "
+        r"q = \operatorname{clip}(p, \epsilon, 1 - \epsilon),\ y' = y(1 - s) + s/2,\ "
+        r"L(v) = \max(\log v, f)"
     ),
     per="element",
     input_kind="probabilities",
@@ -180,28 +260,49 @@ BCE = LossSpec(
             high=0.5,
             high_open=True,
         ),
-        _LABEL_SMOOTHING_BINARY,
+        LABEL_SMOOTHING_BINARY,
+        Param(
+            "log_floor",
+            None,
+            "float",
+            "each log is clamped below at this value (torch's BCELoss: -100); None: no clamp",
+            high=0.0,
+            optional=True,
+        ),
+        _CLASS_WEIGHT,
     ),
     value=bce_value,
     definition=bce_definition,
     grad=bce_grad,
     decode="probability_threshold",
     subgradients={
-        "clip": "the gradient passes on the closed interval [eps, 1 - eps] and is 0 outside"
+        "clip": "the gradient passes on the closed interval [eps, 1 - eps] and is 0 outside",
+        "log_floor": "a log at or below the floor is flat: its gradient is 0",
     },
     kink_side=bce_kink_side,
     natives=(
         Native(
-            "keras",
-            "keras.losses.binary_crossentropy",
-            "keras.losses.binary_crossentropy(y, x, label_smoothing=label_smoothing)",
-            "Keras then averages over the last axis; its epsilon is keras.config.epsilon()",
-        ),
-        Native(
-            "torch",
             "torch.nn.functional.binary_cross_entropy",
-            "F.binary_cross_entropy(x, y)",
-            "torch clamps each log at -100 instead of clipping the probabilities",
+            "torch",
+            {"weight": None, **TORCH_REDUCTION},
+            "reduction",
+            forms=("torch.nn.BCELoss",),
+            rename={"weight": "class_weight"},
+            fixed={"eps": 0.0, "log_floor": -100.0},
+            note="no clip; each log clamped at -100 (log_floor); its backward is "
+            "(p - y) / max(p (1 - p), 1e-12), not the derivative of the clamped log",
+        ),
+        *keras_pair(
+            "BinaryCrossentropy",
+            "binary_crossentropy",
+            {"from_logits": False, "label_smoothing": 0.0, **LAST_AXIS},
+            reduce_elements=True,
+            when={"from_logits": False},
+            note="probabilities clipped to [1e-7, 1 - 1e-7] (keras.config.epsilon()); Keras "
+            "averages over the last axis before its reduction",
+            rename={"label_smoothing": "label_smoothing"},
+            fixed={"eps": 1e-7},
+            require=LAST_AXIS,
         ),
     ),
     references=("keras.losses.binary_crossentropy documentation (clipping at epsilon)",),
@@ -251,10 +352,12 @@ MULTILABEL_SOFT_MARGIN = LossSpec(
     decode="logit_threshold",
     natives=(
         Native(
-            "torch",
             "torch.nn.functional.multilabel_soft_margin_loss",
-            "F.multilabel_soft_margin_loss(x, y, weight=class_weight, reduction=reduction)",
-            "no missing labels",
+            "torch",
+            {"weight": None, **TORCH_REDUCTION},
+            "reduction",
+            forms=("torch.nn.MultiLabelSoftMarginLoss",),
+            rename={"weight": "class_weight"},
         ),
     ),
     references=("torch.nn.MultiLabelSoftMarginLoss documentation",),

@@ -3,7 +3,7 @@ question's "modified KL divergence" on unnormalised per-class probabilities."""
 
 from __future__ import annotations
 
-from mlloss.spec import LossSpec, Native, Param
+from mlloss.spec import LossSpec, Param
 
 
 def _clipped(ops, x, t, p):
@@ -71,20 +71,14 @@ ABS_KL = LossSpec(
     decode="probability_threshold",
     subgradients={"max(q, eps)": "at q = eps the gradient is that of q (1)"},
     kink_side=abs_kl_kink_side,
-    natives=(
-        Native(
-            "keras",
-            "(the answer's own code)",
-            "K.sum(K.abs((K.clip(y, K.epsilon(), None) - K.clip(q, K.epsilon(), None)) * "
-            "K.log(K.clip(y, K.epsilon(), None) / K.clip(q, K.epsilon(), None))), axis=-1)",
-            "Keras's clip passes no gradient at the bound",
-        ),
-    ),
     references=(
         "shared/seed: the question's answer 4, 'modified KL divergence' on pseudo-distributions",
     ),
     notes="Symmetric in P and Q. Targets and predictions are per-class probabilities, not "
-    "normalised over classes.",
+    "normalised over classes. No framework ships it; the answer writes it in Keras as "
+    "K.sum(K.abs((K.clip(y, K.epsilon(), None) - K.clip(q, K.epsilon(), None)) * "
+    "K.log(K.clip(y, K.epsilon(), None) / K.clip(q, K.epsilon(), None))), axis=-1), whose "
+    "clip passes no gradient at the bound.",
 )
 
 

@@ -8,6 +8,15 @@ probability is computed in log space, exp(gamma * log q) with log q from log_sig
 
 from __future__ import annotations
 
+from mlloss.losses.binary import LABEL_SMOOTHING_BINARY, smooth_binary
+from mlloss.losses.natives import (
+    LAST_AXIS,
+    keras_alpha,
+    keras_alpha_inverse,
+    keras_pair,
+    torchvision_alpha,
+    torchvision_alpha_inverse,
+)
 from mlloss.spec import LossSpec, Native, Param
 
 _GAMMA = Param("gamma", 2.0, "float", "the focusing exponent on (1 - p_t)", low=0.0)
@@ -20,6 +29,16 @@ _ALPHA = Param(
     high=1.0,
     optional=True,
 )
+
+#: Keras's BinaryFocalCrossentropy and binary_focal_crossentropy
+_KERAS_FOCAL = {
+    "apply_class_balancing": False,
+    "alpha": 0.25,
+    "gamma": 2.0,
+    "from_logits": False,
+    "label_smoothing": 0.0,
+    **LAST_AXIS,
+}
 
 
 def _pow(ops, log_base, exponent):
@@ -54,8 +73,13 @@ def _alpha_t(y, alpha):
 # focal ----------------------------------------------------------------------------------------
 
 
+def _smoothed(t, p):
+    """The targets, moved toward 0.5 when the loss has label smoothing (Keras's focal has)."""
+    return smooth_binary(t.y, p.get("label_smoothing", 0.0))
+
+
 def _focal_parts(ops, x, t, p):
-    y, gamma = t.y, p["gamma"]
+    y, gamma = _smoothed(t, p), p["gamma"]
     weight = _pow(ops, _log_one_minus_pt(ops, x, y), gamma)
     return y, gamma, weight, _bce(ops, x, y)
 
@@ -79,7 +103,7 @@ def focal_grad(ops, x, t, p):
 
 
 def focal_definition(ops, x, t, p):
-    y, q = t.y, ops.sigmoid(x)
+    y, q = _smoothed(t, p), ops.sigmoid(x)
     p_t = q * y + (1.0 - q) * (1.0 - y)
     bce = -(y * ops.log(q) + (1.0 - y) * ops.log(1.0 - q))
     loss = _alpha_t(y, p["alpha"]) * (1.0 - p_t) ** p["gamma"] * bce
@@ -92,32 +116,170 @@ FOCAL = LossSpec(
     summary="Focal loss: sigmoid BCE down-weighted on easy entries by (1 - p_t)^gamma.",
     formula=(
         r"\ell = \alpha_t (1 - p_t)^\gamma \,\mathrm{BCE}(x, y),\quad"
-        r" p_t = p y + (1-p)(1-y),\ \alpha_t = \alpha y + (1-\alpha)(1-y)"
+        r" p_t = p y' + (1-p)(1-y'),\ \alpha_t = \alpha y' + (1-\alpha)(1-y'),\ "
+        r"y' = y(1 - s) + s/2"
     ),
     per="element",
     input_kind="logits",
     target_kind="multi_hot",
-    params=(_GAMMA, _ALPHA),
+    params=(_GAMMA, _ALPHA, LABEL_SMOOTHING_BINARY),
     value=focal_value,
     definition=focal_definition,
     grad=focal_grad,
     decode="logit_threshold",
     natives=(
         Native(
-            "torchvision",
             "torchvision.ops.sigmoid_focal_loss",
-            "sigmoid_focal_loss(x, y, alpha=alpha if alpha is not None else -1, gamma=gamma)",
-            "torchvision's default alpha is 0.25; alpha < 0 there means no balancing",
+            "torchvision",
+            {"alpha": 0.25, "gamma": 2.0, "reduction": "none"},
+            "reduction",
+            rename={"gamma": "gamma"},
+            convert=torchvision_alpha,
+            invert=torchvision_alpha_inverse,
+            note="alpha defaults to 0.25 (mlloss: None), and a negative alpha means none; "
+            "reduction defaults to 'none'",
         ),
         Native(
-            "jax",
             "optax.sigmoid_focal_loss",
-            "optax.sigmoid_focal_loss(x, y, alpha=alpha, gamma=gamma)",
+            "optax",
+            {"alpha": None, "gamma": 2.0},
             "unreduced",
+            forms=("optax.losses.sigmoid_focal_loss",),
+            rename={"alpha": "alpha", "gamma": "gamma"},
+        ),
+        *keras_pair(
+            "BinaryFocalCrossentropy",
+            "binary_focal_crossentropy",
+            _KERAS_FOCAL,
+            reduce_elements=True,
+            when={"from_logits": True},
+            note="alpha applies only with apply_class_balancing=True; smoothing toward 0.5; "
+            "the BCE comes from the logits on Keras's TensorFlow backend only (its JAX and "
+            "torch backends clip sigmoid(x) at 1e-7, and are refused)",
+            rename={"gamma": "gamma", "label_smoothing": "label_smoothing"},
+            convert=keras_alpha,
+            invert=keras_alpha_inverse,
+            require=LAST_AXIS,
+            keras_backends=("tensorflow",),
         ),
     ),
     references=("Lin et al., Focal Loss for Dense Object Detection, ICCV 2017, eq. 5",),
     notes="alpha=None applies no class balancing (alpha_t = 1).",
+)
+
+
+# bce_focal ------------------------------------------------------------------------------------
+
+
+def _bce_focal_parts(ops, x, t, p):
+    """(y, log(1 - p_t), clipped BCE): the focusing factor takes the probability as given
+    (only held to [0, 1]), the cross-entropy the probability clipped to [eps, 1 - eps]."""
+    y = _smoothed(t, p)
+    prob = ops.clip(x, 0.0, 1.0)
+    log_w = ops.log(y * (1.0 - prob) + (1.0 - y) * prob)
+    lo, hi = ops.scalar(p["eps"], x), ops.scalar(1.0 - p["eps"], x)
+    q = ops.clip(x, lo, hi)
+    return y, log_w, -(ops.xlogy(y, q) + ops.xlogy(1.0 - y, 1.0 - q))
+
+
+def bce_focal_value(ops, x, t, p):
+    y, log_w, bce = _bce_focal_parts(ops, x, t, p)
+    weight = _pow(ops, log_w, p["gamma"])
+    return ops.where(t.mask, _alpha_t(y, p["alpha"]) * weight * bce, 0.0)
+
+
+def bce_focal_grad(ops, x, t, p):
+    y, log_w, bce = _bce_focal_parts(ops, x, t, p)
+    gamma = p["gamma"]
+    lo, hi = ops.scalar(p["eps"], x), ops.scalar(1.0 - p["eps"], x)
+    q = ops.clip(x, lo, hi)
+    # each clip passes its gradient on its closed interval (NaN stays inside: NaN out)
+    in_unit = ~((x < 0.0) | (x > 1.0))
+    in_clip = ~((x < lo) | (x > hi))
+    d_bce = ops.where(in_clip, ops.xdivy(1.0 - y, 1.0 - q) - ops.xdivy(y, q), 0.0)
+    # d/dp (1 - p_t)^gamma = gamma (1 - p_t)^(gamma - 1) (1 - 2y)
+    if gamma == 0:
+        d_weight = ops.zeros_like(x)
+    else:
+        d_weight = gamma * _pow(ops, log_w, gamma - 1.0) * (1.0 - 2.0 * y)
+    d_weight = ops.where(in_unit, d_weight, 0.0)
+    grad = d_weight * bce + _pow(ops, log_w, gamma) * d_bce
+    return ops.where(t.mask, _alpha_t(y, p["alpha"]) * grad, 0.0)
+
+
+def bce_focal_kink_side(ops, x, t, p):
+    """At the clips' bounds (0, eps, 1 - eps, 1) the gradient is the one from inside."""
+    hi = ops.scalar(1.0 - p["eps"], x)
+    side = ops.where(x <= ops.scalar(p["eps"], x), 1.0, ops.zeros_like(x))
+    return ops.where(x >= hi, -1.0, side)
+
+
+def bce_focal_definition(ops, x, t, p):
+    y = _smoothed(t, p)
+    prob = ops.clip(x, 0.0, 1.0)
+    q = ops.clip(x, ops.scalar(p["eps"], x), ops.scalar(1.0 - p["eps"], x))
+    p_t = y * prob + (1.0 - y) * (1.0 - prob)
+    bce = -(y * ops.log(q) + (1.0 - y) * ops.log(1.0 - q))
+    loss = _alpha_t(y, p["alpha"]) * (1.0 - p_t) ** p["gamma"] * bce
+    return ops.where(t.mask, loss, 0.0)
+
+
+BCE_FOCAL = LossSpec(
+    name="bce_focal",
+    aliases=("binary_focal_crossentropy",),
+    summary="Focal loss on probabilities: the BCE clipped to [eps, 1 - eps] as Keras clips it.",
+    formula=(
+        r"\ell = \alpha_t (1 - p_t)^\gamma \,\mathrm{BCE}_\epsilon(p, y'),\quad"
+        r" p_t = p y' + (1-p)(1-y'),\ \alpha_t = \alpha y' + (1-\alpha)(1-y'),\ "
+        r"y' = y(1 - s) + s/2"
+    ),
+    per="element",
+    input_kind="probabilities",
+    target_kind="multi_hot",
+    params=(
+        _GAMMA,
+        _ALPHA,
+        LABEL_SMOOTHING_BINARY,
+        Param(
+            "eps",
+            1e-7,
+            "float",
+            "the cross-entropy's probabilities are clipped to [eps, 1 - eps] (Keras: 1e-7)",
+            low=0.0,
+            high=0.5,
+            high_open=True,
+        ),
+    ),
+    value=bce_focal_value,
+    definition=bce_focal_definition,
+    grad=bce_focal_grad,
+    decode="probability_threshold",
+    subgradients={
+        "clip": "each clip passes the gradient on its closed interval, [0, 1] for the focusing "
+        "factor and [eps, 1 - eps] for the cross-entropy, and 0 outside"
+    },
+    kink_side=bce_focal_kink_side,
+    natives=keras_pair(
+        "BinaryFocalCrossentropy",
+        "binary_focal_crossentropy",
+        _KERAS_FOCAL,
+        reduce_elements=True,
+        when={"from_logits": False},
+        note="alpha applies only with apply_class_balancing=True; probabilities clipped to "
+        "[1e-7, 1 - 1e-7] in the BCE only",
+        rename={"gamma": "gamma", "label_smoothing": "label_smoothing"},
+        fixed={"eps": 1e-7},
+        convert=keras_alpha,
+        invert=keras_alpha_inverse,
+        require=LAST_AXIS,
+    ),
+    references=(
+        "Lin et al., Focal Loss for Dense Object Detection, ICCV 2017, eq. 5",
+        "keras.losses.BinaryFocalCrossentropy documentation",
+    ),
+    notes="The focusing factor uses the probability as given; only the cross-entropy is "
+    "clipped, as Keras computes it. With gamma < 1 the gradient at a probability of exactly 0 "
+    "or 1 on its own label is infinite.",
 )
 
 

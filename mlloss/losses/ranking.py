@@ -9,7 +9,7 @@ products of log-sum-exps wherever the formula factorises.
 
 from __future__ import annotations
 
-from mlloss.spec import LossSpec, Param
+from mlloss.spec import LossSpec, Native, Param
 
 
 def _sets(t):
@@ -257,6 +257,19 @@ MULTILABEL_HINGE = LossSpec(
     decode="top_k",
     subgradients={"max(0, m - (x_j - x_i))": "0 at the corner (the hinge is flat there)"},
     kink_side=multilabel_hinge_kink_side,
+    natives=(
+        Native(
+            "torch.nn.functional.multilabel_margin_loss",
+            "torch",
+            {"reduction": "mean"},
+            "reduction",
+            forms=("torch.nn.MultiLabelMarginLoss",),
+            fixed={"margin": 1.0},
+            targets="padded_indices",
+            note="targets are class indices padded with -1 (converted to multi-hot); the "
+            "margin is 1",
+        ),
+    ),
     references=("torch.nn.MultiLabelMarginLoss documentation",),
     notes="Pairwise: memory O(N C^2). C is the number of observed classes of the sample. A "
     "row without a positive or without a negative has no pairs: loss 0.",

@@ -5,7 +5,24 @@ of the softmax itself (a masked logsumexp), so they add nothing to the loss or t
 
 from __future__ import annotations
 
+from mlloss.losses.natives import (
+    LAST_AXIS,
+    NO_WHERE,
+    TORCH_REDUCTION,
+    keras_ignore_class,
+    keras_ignore_class_inverse,
+    keras_pair,
+    optax_smooth_labels,
+)
 from mlloss.spec import LossSpec, Native, Param
+
+#: torch's cross_entropy, for probability and for class-index targets alike
+_TORCH_CROSS_ENTROPY = {
+    "weight": None,
+    "ignore_index": -100,
+    "label_smoothing": 0.0,
+    **TORCH_REDUCTION,
+}
 
 _LABEL_SMOOTHING = Param(
     "label_smoothing",
@@ -109,23 +126,46 @@ SOFTMAX_CE = LossSpec(
     decode="top1",
     natives=(
         Native(
-            "torch",
             "torch.nn.functional.cross_entropy",
-            "F.cross_entropy(x, y, weight=class_weight, label_smoothing=label_smoothing, "
-            "reduction=reduction)",
-            "probability targets; torch's mean divides by N",
+            "torch",
+            _TORCH_CROSS_ENTROPY,
+            "reduction",
+            forms=("torch.nn.CrossEntropyLoss",),
+            rename={"weight": "class_weight", "label_smoothing": "label_smoothing"},
+            inert=("ignore_index",),
+            note="probability targets (float); classes on axis 1 (mlloss: the last), so "
+            "(N, C) inputs only; mean divides by N",
         ),
         Native(
-            "tensorflow",
             "tf.nn.softmax_cross_entropy_with_logits",
-            "tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=x)",
-            "unreduced; no smoothing or weights",
+            "tensorflow",
+            {**LAST_AXIS, "name": None},
+            "unreduced",
+            require=LAST_AXIS,
+            inert=("name",),
+            targets_first=True,
+        ),
+        *keras_pair(
+            "CategoricalCrossentropy",
+            "categorical_crossentropy",
+            {"from_logits": False, "label_smoothing": 0.0, **LAST_AXIS},
+            reduce_elements=False,
+            when={"from_logits": True},
+            note="smoothing toward 1/C; from_logits=False (probabilities, renormalised and "
+            "clipped) has no mlloss loss and is refused",
+            rename={"label_smoothing": "label_smoothing"},
+            require=LAST_AXIS,
         ),
         Native(
-            "jax",
             "optax.softmax_cross_entropy",
-            "optax.softmax_cross_entropy(x, y)",
-            "unreduced; no smoothing or weights",
+            "optax",
+            {**LAST_AXIS, **NO_WHERE, "smooth_labels": 0.0},
+            "unreduced",
+            forms=("optax.losses.softmax_cross_entropy",),
+            require={**LAST_AXIS, **NO_WHERE},
+            convert=optax_smooth_labels,
+            invert=lambda params: {"smooth_labels": params["label_smoothing"]},
+            note="smooth_labels=a stands for optax.smooth_labels(labels, a) on the targets",
         ),
     ),
     references=("Szegedy et al., Rethinking the Inception Architecture, CVPR 2016",),
@@ -192,23 +232,45 @@ SPARSE_SOFTMAX_CE = LossSpec(
     decode="top1",
     natives=(
         Native(
-            "torch",
             "torch.nn.functional.cross_entropy",
-            "F.cross_entropy(x, y, weight=class_weight, ignore_index=ignore_index, "
-            "label_smoothing=label_smoothing, reduction='none')",
-            "torch's weighted mean divides by the sum of the targets' weights, not by the count",
+            "torch",
+            _TORCH_CROSS_ENTROPY,
+            "index_reduction",
+            forms=("torch.nn.CrossEntropyLoss",),
+            rename={
+                "weight": "class_weight",
+                "label_smoothing": "label_smoothing",
+                "ignore_index": "ignore_index",
+            },
+            note="class-index targets (integer); with weight, mean divides by the sum of the "
+            "targets' weights (weighted_mean); a batch with every target ignored gives NaN in "
+            "torch and 0 in mlloss",
         ),
         Native(
-            "tensorflow",
             "tf.nn.sparse_softmax_cross_entropy_with_logits",
-            "tf.nn.sparse_softmax_cross_entropy_with_logits(labels=y, logits=x)",
-            "unreduced; no ignore_index, smoothing or weights",
+            "tensorflow",
+            {"name": None},
+            "unreduced",
+            inert=("name",),
+            targets_first=True,
+        ),
+        *keras_pair(
+            "SparseCategoricalCrossentropy",
+            "sparse_categorical_crossentropy",
+            {"from_logits": False, "ignore_class": None},
+            reduce_elements=False,
+            when={"from_logits": True},
+            note="from_logits=False (probabilities) has no mlloss loss and is refused",
+            convert=keras_ignore_class,
+            invert=keras_ignore_class_inverse,
         ),
         Native(
-            "jax",
             "optax.softmax_cross_entropy_with_integer_labels",
-            "optax.softmax_cross_entropy_with_integer_labels(x, y)",
+            "optax",
+            {**LAST_AXIS, **NO_WHERE},
             "unreduced",
+            forms=("optax.losses.softmax_cross_entropy_with_integer_labels",),
+            require={**LAST_AXIS, **NO_WHERE},
         ),
     ),
     references=("torch.nn.CrossEntropyLoss documentation (label smoothing with weights)",),
@@ -228,7 +290,8 @@ def poly1_value(ops, x, t, p):
     _, p_t = _poly1_parts(ops, x, t)
     ce = _cross_entropy(ops, x, t.y, t.mask)
     counted = ops.any(t.mask, axis=-1)
-    return ops.where(counted, ce + p["epsilon"] * (1.0 - p_t), 0.0)
+    # epsilon sum_c y_c (1 - s_c): linear in the targets, as the cross-entropy is
+    return ops.where(counted, ce + p["epsilon"] * (ops.sum(t.y, axis=-1) - p_t), 0.0)
 
 
 def poly1_grad(ops, x, t, p):
@@ -243,8 +306,8 @@ def poly1_grad(ops, x, t, p):
 def poly1_definition(ops, x, t, p):
     e = ops.where(t.mask, ops.exp(x), 0.0)
     softmax = e / ops.sum(e, axis=-1, keepdims=True)
-    p_t = ops.sum(ops.where(t.mask, t.y * softmax, 0.0), axis=-1)
-    return _naive_cross_entropy(ops, x, t.y, t.mask) + p["epsilon"] * (1.0 - p_t)
+    one_minus = ops.sum(ops.where(t.mask, t.y * (1.0 - softmax), 0.0), axis=-1)
+    return _naive_cross_entropy(ops, x, t.y, t.mask) + p["epsilon"] * one_minus
 
 
 POLY1 = LossSpec(
@@ -252,7 +315,7 @@ POLY1 = LossSpec(
     aliases=("poly1_cross_entropy",),
     summary="Poly-1 cross-entropy: softmax CE plus epsilon (1 - p_t).",
     formula=(
-        r"\ell_i = -\sum_c y_{ic} \log s_{ic} + \epsilon\left(1 - \sum_c y_{ic} s_{ic}\right),"
+        r"\ell_i = -\sum_c y_{ic} \log s_{ic} + \epsilon \sum_c y_{ic} (1 - s_{ic}),"
         r"\quad s = \operatorname{softmax}(x_i)"
     ),
     per="sample",
@@ -265,15 +328,22 @@ POLY1 = LossSpec(
     decode="top1",
     natives=(
         Native(
-            "jax",
             "optax.poly_loss_cross_entropy",
-            "optax.poly_loss_cross_entropy(x, y, epsilon=epsilon)",
+            "optax",
+            {"epsilon": 2.0, **LAST_AXIS, **NO_WHERE},
             "unreduced",
+            forms=("optax.losses.poly_loss_cross_entropy",),
+            rename={"epsilon": "epsilon"},
+            require={**LAST_AXIS, **NO_WHERE},
+            note="optax's default epsilon is 2.0 (mlloss: 1.0)",
         ),
     ),
     references=(
         "Leng et al., PolyLoss: A Polynomial Expansion Perspective of Classification Loss "
         "Functions, ICLR 2022, eq. 3",
     ),
-    notes="A row with no positive has cross-entropy 0 and p_t = 0: its loss is epsilon.",
+    notes="The polynomial term is written sum_c y_c (1 - s_c), which is 1 - p_t for a target "
+    "distribution (the paper's one-hot case) and, like the cross-entropy, linear in the targets "
+    "otherwise (optax's form): a row with no positive has loss 0, and a row with k positives "
+    "has k - p_t.",
 )
