@@ -23,6 +23,7 @@ import numpy as np
 import mlloss
 from mlloss import backends
 from mlloss.conformance import fixtures
+from mlloss.conformance import natives as native_columns
 from mlloss.conformance import seed as seed_example
 from mlloss.conformance.tolerances import (
     EPS,
@@ -137,33 +138,56 @@ def run(
     progress: Callable[[str], None] | None = None,
     with_seed: bool = True,
     workers: int = 1,
+    natives: Sequence[str] = (),
 ) -> Report:
     """Run the suite. ``None`` means all (every registered loss, every backend, dtype and
     device). ``progress`` is called once per cell with a label. ``workers > 1`` runs the
     built-in backends in that many processes, one (backend, dtype) per fresh process.
+    ``natives``: the frameworks whose own losses run as columns of their own
+    (:mod:`mlloss.conformance.natives`: torch, torchvision, tensorflow, keras, optax).
 
     JAX runs with ``jax_enable_x64`` switched on (a process-wide JAX setting) so that its
     float64 is float64.
     """
     start = time.perf_counter()
     losses = list(losses or mlloss.names())
-    names = [backends.canonical(b) for b in (backend_names or backends.names())]
+    names = [
+        backends.canonical(b)
+        for b in (backends.names() if backend_names is None else backend_names)
+    ]
     order = [b for b in backends.names() if b in names]  # torch before TensorFlow
     dtypes = list(dtypes or DTYPES)
     devices = list(devices or DEVICES)
     _check_choices("dtype", dtypes, DTYPES)
     _check_choices("device", devices, DEVICES)
+    _check_choices("native framework", natives, tuple(native_columns.FRAMEWORKS))
+    columns = [native_columns.column(f) for f in natives]
     by_backend: dict[str, list[Cell]] = {}
-    in_process = order
+    in_process = [*order, *columns]
     if workers > 1:
         parallel = [b for b in order if b in backends.BACKENDS and backends.installed(b)]
-        in_process = [b for b in order if b not in parallel]
+        parallel += [native_columns.column(f) for f in natives if _importable(f)]
+        in_process = [b for b in in_process if b not in parallel]
         by_backend.update(_run_in_processes(parallel, losses, dtypes, devices, progress, workers))
     for backend in in_process:
-        by_backend[backend] = run_backend(backend, losses, dtypes, devices, progress)
-    cells = [cell for backend in order for cell in by_backend[backend]]
+        by_backend[backend] = _run_column(backend, losses, dtypes, devices, progress)
+    cells = [cell for backend in (*order, *columns) for cell in by_backend[backend]]
     seed_results = [seed_example.run(b) for b in order] if with_seed else []
-    return Report(cells, seed_results, versions(order), time.perf_counter() - start)
+    found = versions(order)
+    found.update({native_columns.column(f): native_columns.version(f) for f in natives})
+    return Report(cells, seed_results, found, time.perf_counter() - start)
+
+
+def _importable(framework: str) -> bool:
+    return importlib.util.find_spec(native_columns.FRAMEWORKS[framework]) is not None
+
+
+def _run_column(column, losses, dtypes, devices, progress) -> list[Cell]:
+    """One column of the matrix: a backend, or a framework's own losses (``native:...``)."""
+    if column.startswith(native_columns.COLUMN):
+        framework = column[len(native_columns.COLUMN) :]
+        return native_columns.run_framework(framework, losses, dtypes, devices, progress)
+    return run_backend(column, losses, dtypes, devices, progress)
 
 
 def run_backend(
@@ -211,13 +235,21 @@ def _run_in_processes(names, losses, dtypes, devices, progress, workers) -> dict
     from concurrent.futures import ProcessPoolExecutor
 
     context = multiprocessing.get_context("spawn")
-    cost = ("jax", "tensorflow", "torch", "numpy")  # slowest first, for a balanced finish
-    tasks = sorted(((b, d) for b in names for d in dtypes), key=lambda t: cost.index(t[0]))
+    # slowest first, for a balanced finish; a native column is one task (its dtypes are few)
+    cost = ("jax", "native:keras", "tensorflow", "torch", "native:tensorflow", "native:optax")
+    tasks = sorted(
+        (
+            (b, tuple(dtypes)) if b.startswith(native_columns.COLUMN) else (b, (d,))
+            for b in names
+            for d in (dtypes[:1] if b.startswith(native_columns.COLUMN) else dtypes)
+        ),
+        key=lambda t: cost.index(t[0]) if t[0] in cost else len(cost),
+    )
     pool = ProcessPoolExecutor(workers, mp_context=context, max_tasks_per_child=1)
     with context.Manager() as manager, pool:
         queue = manager.Queue()
         futures = {
-            (b, d): pool.submit(_worker, b, list(losses), [d], list(devices), queue)
+            (b, d): pool.submit(_worker, b, list(losses), list(d), list(devices), queue)
             for b, d in tasks
         }
 
@@ -235,7 +267,15 @@ def _run_in_processes(names, losses, dtypes, devices, progress, workers) -> dict
             reader.join()
     # the order run_backend gives: device, then dtype, then loss
     return {
-        b: [c for device in devices for d in dtypes for c in done[(b, d)] if c.device == device]
+        b: [
+            c
+            for device in devices
+            for d in dtypes
+            for (name, ds), cells in done.items()
+            if name == b
+            for c in cells
+            if c.device == device and c.dtype == d
+        ]
         for b in names
     }
 
@@ -259,17 +299,17 @@ def _worker(backend, losses, dtypes, devices, queue) -> list[Cell]:
 
     for name, value in _WORKER_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
-    if backend == "torch":
+    if backend in ("torch", "native:torch", "native:torchvision"):
         import torch
 
         torch.set_num_threads(1)
-    return run_backend(backend, losses, dtypes, devices, progress=queue.put)
+    return _run_column(backend, losses, dtypes, devices, progress=queue.put)
 
 
 def cell_count(losses, backend_names, dtypes, devices) -> int:
     return (
         len(losses or mlloss.names())
-        * len(backend_names or backends.names())
+        * len(backends.names() if backend_names is None else backend_names)
         * len(dtypes or DTYPES)
         * len(devices or DEVICES)
     )

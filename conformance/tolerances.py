@@ -172,3 +172,125 @@ def tolerance_for(loss: str, backend: str, dtype: str, device: str) -> tuple[Tol
         ):
             return o.tolerance, o.reason
     return TABLE[dtype], ""
+
+
+@dataclass(frozen=True)
+class NativeDifference:
+    """Where frameworks' own losses differ from the specs they map to, by their construction,
+    and why: run and reported in their native columns, never counted as a pass or a failure.
+    ``cases`` empty means every case; ``quantity``/``reduction`` None mean any."""
+
+    natives: tuple[str, ...]
+    cases: tuple[str, ...]
+    quantity: str | None
+    reduction: str | None
+    reason: str
+
+
+_TORCH = "torch.nn.functional."
+_KERAS = "keras.losses."
+_INFINITE_NATIVES = (
+    f"{_TORCH}binary_cross_entropy_with_logits",
+    f"{_TORCH}cross_entropy",
+    f"{_TORCH}multilabel_soft_margin_loss",
+    f"{_TORCH}multilabel_margin_loss",
+    "tf.nn.sigmoid_cross_entropy_with_logits",
+    "tf.nn.softmax_cross_entropy_with_logits",
+    "tf.nn.sparse_softmax_cross_entropy_with_logits",
+    *(
+        _KERAS + n
+        for n in (
+            "BinaryCrossentropy",
+            "binary_crossentropy",
+            "BinaryFocalCrossentropy",
+            "binary_focal_crossentropy",
+            "CategoricalCrossentropy",
+            "categorical_crossentropy",
+            "SparseCategoricalCrossentropy",
+            "sparse_categorical_crossentropy",
+        )
+    ),
+    "optax.losses.sigmoid_binary_cross_entropy",
+    "optax.losses.sigmoid_focal_loss",
+    "optax.losses.softmax_cross_entropy",
+    "optax.losses.softmax_cross_entropy_with_integer_labels",
+    "optax.losses.poly_loss_cross_entropy",
+)
+
+#: every declared difference of a native column, each with its reason
+NATIVE_DIFFERENCES: tuple[NativeDifference, ...] = (
+    NativeDifference(
+        _INFINITE_NATIVES,
+        ("infinite",),
+        None,
+        None,
+        "at +-inf logits the native's own arithmetic meets inf - inf or 0 * inf and returns "
+        "NaN (or, comparing NaN, 0); mlloss returns the limit where one exists and NaN where "
+        "none does",
+    ),
+    NativeDifference(
+        (
+            f"{_TORCH}binary_cross_entropy_with_logits",
+            f"{_TORCH}cross_entropy",
+            f"{_TORCH}multilabel_soft_margin_loss",
+            f"{_TORCH}multilabel_margin_loss",
+            *(_KERAS + n for n in ("BinaryCrossentropy", "BinaryFocalCrossentropy")),
+            *(_KERAS + n for n in ("CategoricalCrossentropy", "SparseCategoricalCrossentropy")),
+        ),
+        ("empty_batch",),
+        "value",
+        "mean",
+        "an empty batch: torch's mean is 0 / 0 (NaN, or an unspecified number for "
+        "multilabel_margin_loss in float32), and Keras returns the empty per-sample array "
+        "unreduced; mlloss's mean of nothing is 0",
+    ),
+    NativeDifference(
+        (
+            "tf.nn.softmax_cross_entropy_with_logits",
+            *(_KERAS + n for n in ("CategoricalCrossentropy", "categorical_crossentropy")),
+        ),
+        (),
+        "grad",
+        None,
+        "TensorFlow's fused kernel returns softmax(x) - y as the gradient, which is the "
+        "derivative of its value only where each row of y sums to 1; for multi-hot, soft or "
+        "empty rows it is not (mlloss's gradient is softmax(x) sum(y) - y)",
+    ),
+    NativeDifference(
+        (f"{_TORCH}multilabel_margin_loss",),
+        ("nan",),
+        None,
+        None,
+        "a NaN logit: torch's hinge compares it (false) and drops the pair, returning a "
+        "finite value; mlloss returns NaN for the sample (NaN in, NaN out)",
+    ),
+    NativeDifference(
+        (f"{_TORCH}multilabel_soft_margin_loss",),
+        ("nan",),
+        "grad",
+        None,
+        "a NaN logit: torch's backward gives the sample's other logits their finite "
+        "gradients; mlloss gives NaN to every logit of a sample whose value is NaN",
+    ),
+    NativeDifference(
+        (_KERAS + "BinaryCrossentropy", _KERAS + "binary_crossentropy"),
+        ("nan",),
+        "grad",
+        None,
+        "a NaN probability: tf.clip_by_value passes no gradient to it (its comparisons with "
+        "the bounds are false), so Keras's gradient there is 0; mlloss's is NaN",
+    ),
+)
+
+
+def known_native_difference(native: str, case: str, quantity: str, reduction: str) -> str:
+    """The reason a native's comparison is a declared difference, or ''."""
+    for d in NATIVE_DIFFERENCES:
+        if (
+            native in d.natives
+            and case in (d.cases or (case,))
+            and d.quantity in (None, quantity)
+            and d.reduction in (None, reduction)
+        ):
+            return d.reason
+    return ""

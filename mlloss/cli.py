@@ -50,7 +50,17 @@ def _parser() -> argparse.ArgumentParser:
         "conform",
         help="the conformance suite: every loss x backend x dtype x device against the golden",
     )
-    conform.add_argument("--backend", action="append", metavar="B", help="repeatable; default all")
+    conform.add_argument(
+        "--backend",
+        action="append",
+        metavar="B",
+        help="repeatable; a backend (numpy, torch, tensorflow, jax) or a framework's own "
+        "losses (native:torch, native:torchvision, native:tensorflow, native:keras, "
+        "native:optax); default all",
+    )
+    conform.add_argument(
+        "--no-natives", action="store_true", help="leave out the frameworks' own losses"
+    )
     conform.add_argument("--loss", action="append", metavar="L", help="repeatable; default all")
     conform.add_argument("--dtype", action="append", metavar="D", help="repeatable; default all")
     conform.add_argument("--device", action="append", metavar="D", help="cpu, cuda (repeatable)")
@@ -137,12 +147,29 @@ def _conform(args: argparse.Namespace) -> int:
 
     runner.load_entry_point_backends()
     losses = [mlloss.spec(name).name for name in args.loss or mlloss.names()]
-    chosen = [backends.canonical(b) for b in args.backend or backends.names()]
+    from mlloss.conformance import natives as native_columns
+
+    named = args.backend or [
+        *backends.names(),
+        *map(native_columns.column, native_columns.FRAMEWORKS),
+    ]
+    prefix = native_columns.COLUMN
+    frameworks = [b[len(prefix) :] for b in named if b.startswith(prefix)]
+    if args.no_natives:
+        frameworks = []
+    chosen = [backends.canonical(b) for b in named if not b.startswith(prefix)]
     total = runner.cell_count(losses, chosen, args.dtype, args.device)
+    total += native_columns.cell_count(losses, frameworks, args.dtype, args.device)
     advance, done = runner.progress_printer(total)
     try:
         result = runner.run(
-            losses, chosen, args.dtype, args.device, progress=advance, workers=args.workers
+            losses,
+            chosen,
+            args.dtype,
+            args.device,
+            progress=advance,
+            workers=args.workers,
+            natives=frameworks,
         )
     finally:
         done()

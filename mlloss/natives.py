@@ -31,7 +31,8 @@ from mlloss.spec import REQUIRED, LossSpec, Native
 _PREFIXES = (
     ("tensorflow.", "tf."),
     ("tf.keras.losses.", "keras.losses."),
-    ("optax.losses.", "optax."),
+    ("optax.losses.", "optax.losses."),
+    ("optax.", "optax.losses."),
     ("F.", "torch.nn.functional."),
     ("nn.", "torch.nn."),
 )
@@ -290,7 +291,7 @@ def _same(a: Any, b: Any) -> bool:
     if a is b:
         return True
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        if a is None or b is None:
+        if any(v is None or v is REQUIRED for v in (a, b)):
             return False
         return bool(np.array_equal(np.asarray(a, dtype=float), np.asarray(b, dtype=float)))
     if type(a) is bool or type(b) is bool:

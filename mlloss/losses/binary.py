@@ -135,11 +135,10 @@ SIGMOID_BCE = LossSpec(
             require=LAST_AXIS,
         ),
         Native(
-            "optax.sigmoid_binary_cross_entropy",
+            "optax.losses.sigmoid_binary_cross_entropy",
             "optax",
             {"smooth_labels": 0.0},
             "unreduced",
-            forms=("optax.losses.sigmoid_binary_cross_entropy",),
             convert=optax_smooth_labels_binary,
             invert=lambda params: {},
             note="smooth_labels (optax.smooth_labels on the targets first) moves them toward "

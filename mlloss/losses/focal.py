@@ -140,11 +140,10 @@ FOCAL = LossSpec(
             "reduction defaults to 'none'",
         ),
         Native(
-            "optax.sigmoid_focal_loss",
+            "optax.losses.sigmoid_focal_loss",
             "optax",
             {"alpha": None, "gamma": 2.0},
             "unreduced",
-            forms=("optax.losses.sigmoid_focal_loss",),
             rename={"alpha": "alpha", "gamma": "gamma"},
         ),
         *keras_pair(

@@ -157,11 +157,10 @@ SOFTMAX_CE = LossSpec(
             require=LAST_AXIS,
         ),
         Native(
-            "optax.softmax_cross_entropy",
+            "optax.losses.softmax_cross_entropy",
             "optax",
             {**LAST_AXIS, **NO_WHERE, "smooth_labels": 0.0},
             "unreduced",
-            forms=("optax.losses.softmax_cross_entropy",),
             require={**LAST_AXIS, **NO_WHERE},
             convert=optax_smooth_labels,
             invert=lambda params: {"smooth_labels": params["label_smoothing"]},
@@ -265,11 +264,10 @@ SPARSE_SOFTMAX_CE = LossSpec(
             invert=keras_ignore_class_inverse,
         ),
         Native(
-            "optax.softmax_cross_entropy_with_integer_labels",
+            "optax.losses.softmax_cross_entropy_with_integer_labels",
             "optax",
             {**LAST_AXIS, **NO_WHERE},
             "unreduced",
-            forms=("optax.losses.softmax_cross_entropy_with_integer_labels",),
             require={**LAST_AXIS, **NO_WHERE},
         ),
     ),
@@ -328,11 +326,10 @@ POLY1 = LossSpec(
     decode="top1",
     natives=(
         Native(
-            "optax.poly_loss_cross_entropy",
+            "optax.losses.poly_loss_cross_entropy",
             "optax",
             {"epsilon": 2.0, **LAST_AXIS, **NO_WHERE},
             "unreduced",
-            forms=("optax.losses.poly_loss_cross_entropy",),
             rename={"epsilon": "epsilon"},
             require={**LAST_AXIS, **NO_WHERE},
             note="optax's default epsilon is 2.0 (mlloss: 1.0)",
