@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import mlloss
 from mlloss import backends
+from mlloss.port import TARGETS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,6 +89,17 @@ def _parser() -> argparse.ArgumentParser:
         help="a loss parameter (repeatable), e.g. --param gamma=2",
     )
     plot.set_defaults(run=_plot)
+
+    port = sub.add_parser(
+        "port",
+        help="a framework's own loss as code for another framework, checked numerically",
+    )
+    port.add_argument(
+        "native", help='the loss as code, e.g. "keras.losses.BinaryFocalCrossentropy(gamma=2.0)"'
+    )
+    port.add_argument("--to", required=True, choices=sorted(TARGETS), help="the target")
+    port.add_argument("--no-check", action="store_true", help="print without checking")
+    port.set_defaults(run=_port)
 
     docs = sub.add_parser("docs", help="write docs/losses.md from the specs (or --check it)")
     docs.add_argument("--out", default="docs/losses.md", metavar="PATH")
@@ -182,6 +194,16 @@ def _conform(args: argparse.Namespace) -> int:
         print("mlloss conform: nothing ran (no backend installed?)", file=sys.stderr)
         return 1
     return 1 if result.failed else 0
+
+
+def _port(args: argparse.Namespace) -> int:
+    from mlloss.port import port
+
+    result = port(args.native, args.to, check=not args.no_check)
+    print(result.code)
+    for line in result.checked.splitlines():
+        print(f"# {line}")
+    return 0 if result.agreed else 1
 
 
 def _plot(args: argparse.Namespace) -> int:
