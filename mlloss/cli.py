@@ -101,9 +101,24 @@ def _parser() -> argparse.ArgumentParser:
     port.add_argument("--no-check", action="store_true", help="print without checking")
     port.set_defaults(run=_port)
 
-    docs = sub.add_parser("docs", help="write docs/losses.md from the specs (or --check it)")
+    docs = sub.add_parser(
+        "docs", help="write docs/losses.md and docs/porting.md from the specs (or --check them)"
+    )
     docs.add_argument("--out", default="docs/losses.md", metavar="PATH")
-    docs.add_argument("--check", action="store_true", help="exit 1 when the file is stale")
+    docs.add_argument("--porting", default="docs/porting.md", metavar="PATH")
+    docs.add_argument(
+        "--verified",
+        default="docs/natives-verified.json",
+        metavar="PATH",
+        help="the framework versions porting.md names as verified",
+    )
+    docs.add_argument("--check", action="store_true", help="exit 1 when a page is stale")
+    docs.add_argument(
+        "--verify",
+        action="store_true",
+        help="run every installed framework's native column first, and record the versions "
+        "whose column passes",
+    )
     docs.set_defaults(run=_docs)
 
     regenerate = sub.add_parser(
@@ -145,7 +160,7 @@ def _show(args: argparse.Namespace) -> int:
         lines.append("  natives:")
         for n in spec.natives:
             note = f"  ({n.note})" if n.note else ""
-            lines.append(f"    {n.framework}: {n.call}{note}")
+            lines.append(f"    {n.name}{note}")
     for ref in spec.references:
         lines.append(f"  reference: {ref}")
     if spec.notes:
@@ -228,17 +243,54 @@ def _plot(args: argparse.Namespace) -> int:
 def _docs(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mlloss.docs import render_losses
+    from mlloss.docs import render_losses, render_porting
 
-    text, path = render_losses(), Path(args.out)
-    if args.check:
-        current = path.read_text(encoding="utf-8") if path.exists() else ""
-        print(f"{path}: {'up to date' if current == text else 'stale: run `mlloss docs`'}")
-        return 0 if current == text else 1
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-    print(f"wrote {path}")
-    return 0
+    verified_path = Path(args.verified)
+    verified = json.loads(verified_path.read_text()) if verified_path.exists() else {}
+    if args.verify:
+        verified = {**verified, **_verify_natives()}
+        verified_path.write_text(json.dumps(verified, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {verified_path}: {verified}")
+    pages = {Path(args.out): render_losses(), Path(args.porting): render_porting(verified)}
+    stale = 0
+    for path, text in pages.items():
+        if args.check:
+            current = path.read_text(encoding="utf-8") if path.exists() else ""
+            print(f"{path}: {'up to date' if current == text else 'stale: run `mlloss docs`'}")
+            stale += current != text
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
+    return 1 if stale else 0
+
+
+def _verify_natives() -> dict[str, str]:
+    """The installed native frameworks whose conformance columns pass, with their versions."""
+    from mlloss.conformance import natives as native_columns
+    from mlloss.conformance import runner
+
+    passed = {}
+    for framework in native_columns.FRAMEWORKS:
+        if not native_columns.installed(framework):
+            continue
+        report = runner.run(
+            mlloss.names(),
+            [],
+            ["float64", "float32"],
+            ["cpu"],
+            natives=[framework],
+            with_seed=False,
+        )
+        ran = [c for c in report.cells if c.status in ("pass", "fail")]
+        if ran and not report.failed:
+            passed[framework] = str(native_columns.version(framework))
+            if framework == "keras":
+                from mlloss.natives import keras_backend
+
+                passed[framework] += f" ({keras_backend()} backend)"
+        print(f"native:{framework}: {'pass' if framework in passed else 'FAILED'}")
+    return passed
 
 
 def _golden(args: argparse.Namespace) -> int:

@@ -141,10 +141,10 @@ def _translate(spec: LossSpec, native: Native, full: Mapping[str, Any]) -> Trans
             raise ValueError(
                 f"{label}: argument {key!r} is mapped at {value!r} only; got {full[key]!r}"
             )
-    if native.keras_backends and _keras_backend() not in native.keras_backends:
+    if native.keras_backends and keras_backend() not in native.keras_backends:
         raise ValueError(
             f"{label}: mapped exactly under Keras's {', '.join(native.keras_backends)} "
-            f"backend only; Keras's backend here is {_keras_backend()!r} ({native.note})"
+            f"backend only; Keras's backend here is {keras_backend()!r} ({native.note})"
         )
     params = dict(native.fixed)
     params.update({param: full[arg] for arg, param in native.rename.items()})
@@ -308,7 +308,7 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-def _keras_backend() -> str:
+def keras_backend() -> str:
     """The backend Keras runs on, as Keras decides it, without importing Keras."""
     keras = sys.modules.get("keras")
     if keras is not None and hasattr(keras, "config"):
