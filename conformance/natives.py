@@ -96,7 +96,7 @@ def _torch(native, target, x, y, kwargs, dtype, grad):
     kind = getattr(torch, dtype)
     xt = torch.tensor(x, dtype=kind, requires_grad=grad)
     yt = torch.tensor(y) if y.dtype.kind in "iu" else torch.tensor(y, dtype=kind)
-    kwargs = {k: _torch_arg(torch, v, kind) for k, v in kwargs.items()}
+    kwargs = {k: _torch_arg(torch, k, v, kind) for k, v in kwargs.items()}
     out = target(**kwargs)(xt, yt) if isinstance(target, type) else target(xt, yt, **kwargs)
     g = None
     if grad:
@@ -105,10 +105,14 @@ def _torch(native, target, x, y, kwargs, dtype, grad):
     return out.detach().numpy().astype(np.float64), g
 
 
-def _torch_arg(torch, value, kind):
-    if isinstance(value, np.ndarray):
+def _torch_arg(torch, key, value, kind):
+    """Weights as tensors (torch takes no plain number for them)."""
+    if isinstance(value, np.ndarray) or (key in _TORCH_TENSORS and isinstance(value, float)):
         return torch.tensor(value, dtype=kind)
     return value
+
+
+_TORCH_TENSORS = ("weight", "pos_weight")
 
 
 def _tensorflow(native, target, x, y, kwargs, dtype, grad):

@@ -108,7 +108,8 @@ def translate(name: str, **kwargs: Any) -> list[tuple[Native, Translation]]:
     """The native ``name`` called with ``kwargs``, in mlloss's terms: one translation per kind
     of target it takes (torch's ``cross_entropy`` takes probabilities and class indices).
     Unknown arguments, arguments at values mlloss does not map, and values its parameters
-    refuse are ``TypeError``/``ValueError`` naming the native and the argument."""
+    refuse are ``TypeError``/``ValueError`` naming the native and the argument; where only
+    one of two kinds of target refuses them, that kind's entry is the ``ValueError``."""
     found = lookup(name)
     native = found[0][1]
     label = native.name
@@ -131,7 +132,20 @@ def translate(name: str, **kwargs: Any) -> list[tuple[Native, Translation]]:
         )
         given = ", ".join(f"{k}={full[k]!r}" for k in found[0][1].when)
         raise ValueError(f"{label}: {given} has no mlloss loss; mapped: {mapped}")
-    return [(r, _translate(s, r, full)) for s, r in chosen]
+    if len(chosen) == 1:
+        spec, record = chosen[0]
+        return [(record, _translate(spec, record, full))]
+    # one native, several kinds of target: a kind whose translation fails is left out (torch
+    # refuses ignore_index with probability targets), and refused when such targets come
+    out: list[tuple[Native, Translation | ValueError]] = []
+    for spec, record in chosen:
+        try:
+            out.append((record, _translate(spec, record, full)))
+        except ValueError as error:
+            out.append((record, error))
+    if all(isinstance(t, ValueError) for _, t in out):
+        raise out[0][1]  # type: ignore[misc]
+    return out  # type: ignore[return-value]
 
 
 def _translate(spec: LossSpec, native: Native, full: Mapping[str, Any]) -> Translation:
@@ -219,6 +233,13 @@ class NativeLoss:
         self.native = found[0][0].name
         self.kwargs = dict(kwargs)
         self.backend = backend
+        #: kinds of target this native refuses with these arguments, and why
+        self.refused = {
+            (r.targets or registry.spec(_spec_of(r)).target_kind): t
+            for r, t in found
+            if isinstance(t, ValueError)
+        }
+        found = [(r, t) for r, t in found if not isinstance(t, ValueError)]
         self.translations = tuple(t for _, t in found)
         self.losses = tuple(
             get(
@@ -257,13 +278,22 @@ class NativeLoss:
         """The loss for these targets (by their kind when there are two), and the targets as it
         takes them."""
         index = 0
-        if len(self.losses) > 1:
+        if len(self.losses) > 1 or self.refused:
             integer = _dtype_kind(targets, self.backend, predictions) in "iub"
-            kinds = [t.targets for t in self.translations]
-            index = kinds.index("class_index" if integer else "multi_hot")
+            kind = "class_index" if integer else "multi_hot"
+            if kind in self.refused:
+                raise ValueError(
+                    f"{self.refused[kind]} (for {kind.replace('_', '-')} targets; the other "
+                    f"kind of target is mapped)"
+                )
+            index = [t.targets for t in self.translations].index(kind)
         if self.translations[index].targets == "padded_indices":
             targets = _padded_to_multi_hot(predictions, targets, self.backend)
         return self.losses[index], targets
+
+
+def _spec_of(native: Native) -> str:
+    return next(s.name for s, r in records() if r is native)
 
 
 def from_native(name: str, backend: str | None = None, **kwargs: Any) -> NativeLoss:

@@ -96,7 +96,10 @@ def port(expression: str, to: str, check: bool = True) -> Ported:
     if to not in TARGETS:
         raise ValueError(f"port: --to expects one of {', '.join(TARGETS)}; got {to!r}")
     name, kwargs = parse(expression)
-    found = native_lib.translate(name, **kwargs)
+    # a kind of target these arguments refuse (ValueError) has no code to port
+    found = [
+        (n, t) for n, t in native_lib.translate(name, **kwargs) if not isinstance(t, Exception)
+    ]
     source = found[0][0]
     frameworks, backend = TARGETS[to]
     lines = [f"# {expression.strip()}, in {to}:"]

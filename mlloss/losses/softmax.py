@@ -132,9 +132,9 @@ SOFTMAX_CE = LossSpec(
             "reduction",
             forms=("torch.nn.CrossEntropyLoss",),
             rename={"weight": "class_weight", "label_smoothing": "label_smoothing"},
-            inert=("ignore_index",),
+            require={"ignore_index": -100},
             note="probability targets (float); classes on axis 1 (mlloss: the last), so "
-            "(N, C) inputs only; mean divides by N",
+            "(N, C) inputs only; mean divides by N; torch refuses ignore_index with them",
         ),
         Native(
             "tf.nn.softmax_cross_entropy_with_logits",
