@@ -46,6 +46,8 @@ PARAM_SETTINGS: dict[str, list[dict[str, Any]]] = {
         {"label_smoothing": 0.125},
         {"class_weight": [1.0, 2.0, 0.5, 1.0, 3.0], "ignore_index": -1},
     ],
+    "probability_ce": [{"label_smoothing": 0.125}, {"eps": 1e-3}],
+    "sparse_probability_ce": [{"ignore_index": -1}, {"eps": 1e-3}],
     "multilabel_soft_margin": [{"class_weight": [1.0, 0.0, 2.0, 1.0, 0.5]}],
     "poly1": [{"epsilon": 2.0}, {"epsilon": -0.5}],
     "focal": [
@@ -229,6 +231,7 @@ KINK_CASES: dict[str, tuple[dict[str, Any], Generator]] = {
     "partition": ({"count_floor": 0.25}, _benign),
     "bce": ({"eps": 0.25}, _kinks),
     "bce_focal": ({"eps": 0.25}, _kinks),
+    "sparse_probability_ce": ({"eps": 0.25}, _kinks),
     "abs_kl": ({"eps": 0.25}, _kinks),
     "asl": ({"clip": 0.5, "gamma_neg": 0.0}, _asl_kinks),
     "multilabel_hinge": ({}, _hinge_kinks),

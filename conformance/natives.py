@@ -268,7 +268,7 @@ def _fill(cell: Any, spec: LossSpec, mine: list[Native], fixture: Any, dtype: st
             )
     for comparison in cell.comparisons:
         comparison.known = known_native_difference(
-            comparison.path, comparison.case, comparison.quantity, comparison.reduction
+            spec.name, comparison.path, comparison.case, comparison.quantity, comparison.reduction
         )
     if cell.failures:
         cell.status = "fail"

@@ -118,7 +118,15 @@ KNOWN_DIFFERENCES: tuple[KnownDifference, ...] = (
         ),
     ),
     KnownDifference(
-        losses=("abs_kl", "asl", "multilabel_hinge", "multilabel_soft_margin", "two_way", "zlpr"),
+        losses=(
+            "abs_kl",
+            "asl",
+            "multilabel_hinge",
+            "multilabel_soft_margin",
+            "probability_ce",
+            "two_way",
+            "zlpr",
+        ),
         path="autodiff",
         case="nan",
         quantity="grad",
@@ -178,13 +186,15 @@ def tolerance_for(loss: str, backend: str, dtype: str, device: str) -> tuple[Tol
 class NativeDifference:
     """Where frameworks' own losses differ from the specs they map to, by their construction,
     and why: run and reported in their native columns, never counted as a pass or a failure.
-    ``cases`` empty means every case; ``quantity``/``reduction`` None mean any."""
+    ``cases`` empty means every case; ``quantity``/``reduction`` None mean any; ``losses``
+    empty means every loss the natives map to (a Keras class maps to two, by from_logits)."""
 
     natives: tuple[str, ...]
     cases: tuple[str, ...]
     quantity: str | None
     reduction: str | None
     reason: str
+    losses: tuple[str, ...] = ()
 
 
 _TORCH = "torch.nn.functional."
@@ -255,6 +265,7 @@ NATIVE_DIFFERENCES: tuple[NativeDifference, ...] = (
         "TensorFlow's fused kernel returns softmax(x) - y as the gradient, which is the "
         "derivative of its value only where each row of y sums to 1; for multi-hot, soft or "
         "empty rows it is not (mlloss's gradient is softmax(x) sum(y) - y)",
+        losses=("softmax_ce",),
     ),
     NativeDifference(
         (f"{_TORCH}multilabel_margin_loss",),
@@ -273,7 +284,12 @@ NATIVE_DIFFERENCES: tuple[NativeDifference, ...] = (
         "gradients; mlloss gives NaN to every logit of a sample whose value is NaN",
     ),
     NativeDifference(
-        (_KERAS + "BinaryCrossentropy", _KERAS + "binary_crossentropy"),
+        (
+            _KERAS + "BinaryCrossentropy",
+            _KERAS + "binary_crossentropy",
+            _KERAS + "SparseCategoricalCrossentropy",
+            _KERAS + "sparse_categorical_crossentropy",
+        ),
         ("nan",),
         "grad",
         None,
@@ -283,11 +299,14 @@ NATIVE_DIFFERENCES: tuple[NativeDifference, ...] = (
 )
 
 
-def known_native_difference(native: str, case: str, quantity: str, reduction: str) -> str:
+def known_native_difference(
+    loss: str, native: str, case: str, quantity: str, reduction: str
+) -> str:
     """The reason a native's comparison is a declared difference, or ''."""
     for d in NATIVE_DIFFERENCES:
         if (
             native in d.natives
+            and loss in (d.losses or (loss,))
             and case in (d.cases or (case,))
             and d.quantity in (None, quantity)
             and d.reduction in (None, reduction)

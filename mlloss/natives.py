@@ -104,7 +104,7 @@ def lookup(name: str) -> list[tuple[LossSpec, Native]]:
     raise ValueError(f"unknown native loss {name!r}; {hint}known natives: {', '.join(known)}")
 
 
-def translate(name: str, **kwargs: Any) -> list[tuple[Native, Translation]]:
+def translate(name: str, **kwargs: Any) -> list[tuple[Native, Translation | ValueError]]:
     """The native ``name`` called with ``kwargs``, in mlloss's terms: one translation per kind
     of target it takes (torch's ``cross_entropy`` takes probabilities and class indices).
     Unknown arguments, arguments at values mlloss does not map, and values its parameters
@@ -143,9 +143,10 @@ def translate(name: str, **kwargs: Any) -> list[tuple[Native, Translation]]:
             out.append((record, _translate(spec, record, full)))
         except ValueError as error:
             out.append((record, error))
-    if all(isinstance(t, ValueError) for _, t in out):
-        raise out[0][1]  # type: ignore[misc]
-    return out  # type: ignore[return-value]
+    errors = [t for _, t in out if isinstance(t, ValueError)]
+    if len(errors) == len(out):
+        raise errors[0]
+    return out
 
 
 def _translate(spec: LossSpec, native: Native, full: Mapping[str, Any]) -> Translation:

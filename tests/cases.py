@@ -44,6 +44,8 @@ PARAM_SETS: dict[str, list[dict]] = {
         {"class_weight": [1.0, 2.0, 0.5, 1.0, 3.0], "ignore_index": -1},
         {"class_weight": [1.0, 2.0, 0.5, 1.0, 3.0], "label_smoothing": 0.2},
     ],
+    "probability_ce": [{}, {"label_smoothing": 0.2}, {"eps": 1e-3}],
+    "sparse_probability_ce": [{}, {"ignore_index": -1, "eps": 1e-3}],
     "multilabel_soft_margin": [{}, {"class_weight": [1.0, 0.0, 2.0, 1.0, 0.5]}],
     "poly1": [{}, {"epsilon": 2.0}, {"epsilon": -0.5}],
     "focal": [

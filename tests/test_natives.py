@@ -53,13 +53,23 @@ SETTINGS: dict[str, list[dict]] = {
     "keras.losses.CategoricalCrossentropy": [
         {"from_logits": True},
         {"from_logits": True, "label_smoothing": 0.1, "reduction": "sum"},
+        {},
+        {"label_smoothing": 0.1, "reduction": "none"},
     ],
-    "keras.losses.categorical_crossentropy": [{"from_logits": True, "label_smoothing": 0.2}],
+    "keras.losses.categorical_crossentropy": [
+        {"from_logits": True, "label_smoothing": 0.2},
+        {"label_smoothing": 0.2},
+    ],
     "keras.losses.SparseCategoricalCrossentropy": [
         {"from_logits": True},
         {"from_logits": True, "ignore_class": 1},
+        {},
+        {"ignore_class": 1, "reduction": "sum"},
     ],
-    "keras.losses.sparse_categorical_crossentropy": [{"from_logits": True, "ignore_class": 1}],
+    "keras.losses.sparse_categorical_crossentropy": [
+        {"from_logits": True, "ignore_class": 1},
+        {"ignore_class": 3},
+    ],
     "optax.losses.softmax_cross_entropy": [{}, {"smooth_labels": 0.1}],
     "optax.losses.softmax_cross_entropy_with_integer_labels": [{}],
     "optax.losses.poly_loss_cross_entropy": [{}, {"epsilon": -0.5}],
@@ -128,6 +138,9 @@ def _inputs(spec, native, kwargs, seed=0):
     if spec.input_kind == "probabilities":
         x = 1.0 / (1.0 + np.exp(-x))
         x[0, :2] = [0.0, 1.0]  # the clip's edges
+        if spec.per == "sample":  # rows of a softmax, one renormalised at its edges
+            x = x / x.sum(axis=-1, keepdims=True)
+            x[1] = [0.0, 1.0, 0.0, 0.0, 0.0]
     if spec.target_kind == "class_index":
         y = rng.integers(0, C, size=6)
         ignore = kwargs.get("ignore_index", kwargs.get("ignore_class"))

@@ -275,6 +275,198 @@ SPARSE_SOFTMAX_CE = LossSpec(
 )
 
 
+# probability_ce and sparse_probability_ce -----------------------------------------------------
+
+
+def _probability_bounds(ops, x, p):
+    """[eps, 1 - eps] as the compute dtype holds them."""
+    return ops.scalar(p["eps"], x), ops.scalar(1.0 - p["eps"], x)
+
+
+def _inside(x, lo, hi):
+    """The clip's declared subgradient: it passes on the closed interval (NaN stays inside)."""
+    return ~((x < lo) | (x > hi))
+
+
+def _renormalised(ops, x, t):
+    """(u, S): each row divided by its sum over the observed classes (a row that sums to 0
+    divides by 1), and that sum."""
+    observed = ops.where(t.mask, x, 0.0)
+    total = ops.sum(observed, axis=-1, keepdims=True)
+    safe = ops.where(total > 0, total, 1.0)
+    return observed / safe, safe
+
+
+def _probability_targets(ops, t, p):
+    s = p["label_smoothing"]
+    if not s:
+        return t.y
+    observed = ops.count(t.mask, t.y, keepdims=True)
+    return t.y * (1.0 - s) + ops.where(t.mask, s / ops.maximum(observed, 1.0), 0.0)
+
+
+def probability_ce_value(ops, x, t, p):
+    lo, hi = _probability_bounds(ops, x, p)
+    u, _ = _renormalised(ops, x, t)
+    y = _probability_targets(ops, t, p)
+    terms = ops.where(t.mask, ops.xlogy(y, ops.clip(u, lo, hi)), 0.0)
+    # NaN in, NaN out: a NaN probability makes its row's sum, and so every u of the row, NaN,
+    # which the clip and a zero target's 0 log(.) would otherwise hide
+    row = ops.sum(ops.where(t.mask, x, 0.0), axis=-1)
+    return ops.where(row == row, -ops.sum(terms, axis=-1), float("nan"))
+
+
+def probability_ce_grad(ops, x, t, p):
+    # l = -sum_c y_c log clip(u_c), u = x / S: d l / d x_j = (sum_c y_c m_c - y_j m_j / u_j) / S
+    lo, hi = _probability_bounds(ops, x, p)
+    u, total = _renormalised(ops, x, t)
+    y = ops.where(_inside(u, lo, hi) & t.mask, _probability_targets(ops, t, p), 0.0)
+    grad = (ops.sum(y, axis=-1, keepdims=True) - ops.xdivy(y, u)) / total
+    return ops.where(t.mask, grad, 0.0)
+
+
+def probability_ce_definition(ops, x, t, p):
+    lo, hi = _probability_bounds(ops, x, p)
+    e = ops.where(t.mask, x, 0.0)
+    q = ops.clip(e / ops.sum(e, axis=-1, keepdims=True), lo, hi)
+    y = _probability_targets(ops, t, p)
+    row = ops.sum(e, axis=-1)
+    loss = -ops.sum(ops.where(t.mask, y * ops.log(q), 0.0), axis=-1)
+    return ops.where(row == row, loss, float("nan"))
+
+
+_PROBABILITY_EPS = Param(
+    "eps",
+    1e-7,
+    "float",
+    "probabilities are clipped to [eps, 1 - eps] (Keras's epsilon is 1e-7)",
+    low=0.0,
+    high=0.5,
+    high_open=True,
+)
+
+PROBABILITY_CE = LossSpec(
+    name="probability_ce",
+    summary="Cross-entropy on probabilities: each row renormalised to sum 1, then clipped to "
+    "[eps, 1 - eps] (Keras's categorical cross-entropy without logits).",
+    formula=(
+        r"\ell_i = -\sum_c y'_{ic} \log \operatorname{clip}\left(\frac{p_{ic}}{\sum_k p_{ik}},"
+        r" \epsilon, 1 - \epsilon\right),\quad y' = (1 - s)\, y + \frac{s}{C}"
+    ),
+    per="sample",
+    input_kind="probabilities",
+    target_kind="multi_hot",
+    params=(_PROBABILITY_EPS, _LABEL_SMOOTHING),
+    value=probability_ce_value,
+    definition=probability_ce_definition,
+    grad=probability_ce_grad,
+    decode="top1",
+    subgradients={
+        "clip": "the gradient passes on the closed interval [eps, 1 - eps] of the renormalised "
+        "probability, and is 0 outside"
+    },
+    natives=keras_pair(
+        "CategoricalCrossentropy",
+        "categorical_crossentropy",
+        {"from_logits": False, "label_smoothing": 0.0, **LAST_AXIS},
+        reduce_elements=False,
+        when={"from_logits": False},
+        note="probabilities renormalised over the row, then clipped to [1e-7, 1 - 1e-7]; "
+        "smoothing toward 1/C",
+        rename={"label_smoothing": "label_smoothing"},
+        fixed={"eps": 1e-7},
+        require=LAST_AXIS,
+    ),
+    references=("keras.losses.CategoricalCrossentropy documentation",),
+    notes="Missing labels leave their class out of the renormalisation. A row whose observed "
+    "probabilities sum to 0 is divided by 1 (its clipped probabilities are eps).",
+)
+
+
+def _sparse_probability_parts(ops, x, t, p):
+    """(q, total, picked): the clipped probabilities, their row sums, and the target's."""
+    lo, hi = _probability_bounds(ops, x, p)
+    q = ops.clip(x, lo, hi)
+    picked = ops.sum(ops.one_hot(t.y, ops.shape(x)[-1], ops.dtype_name(x)) * q, axis=-1)
+    return q, ops.sum(q, axis=-1), picked
+
+
+def sparse_probability_ce_value(ops, x, t, p):
+    # -log(q_y / sum_c q_c): the clipped probabilities renormalised after the clip
+    lo, hi = _probability_bounds(ops, x, p)
+    log_q = ops.log(ops.clip(x, lo, hi))
+    one_hot = ops.one_hot(t.y, ops.shape(x)[-1], ops.dtype_name(x))
+    loss = ops.logsumexp(log_q, axis=-1) - ops.sum(ops.xmul(one_hot, log_q), axis=-1)
+    return ops.where(t.mask, loss, 0.0)
+
+
+def sparse_probability_ce_grad(ops, x, t, p):
+    lo, hi = _probability_bounds(ops, x, p)
+    q, total, _ = _sparse_probability_parts(ops, x, t, p)
+    one_hot = ops.one_hot(t.y, ops.shape(x)[-1], ops.dtype_name(x))
+    grad = 1.0 / ops.expand_dims(total, -1) - ops.xdivy(one_hot, q)
+    grad = ops.where(_inside(x, lo, hi), grad, 0.0)
+    return ops.where(ops.expand_dims(t.mask, -1), grad, 0.0)
+
+
+def sparse_probability_ce_definition(ops, x, t, p):
+    _, total, picked = _sparse_probability_parts(ops, x, t, p)
+    return ops.where(t.mask, -ops.log(picked / total), 0.0)
+
+
+def _clip_kink_side(ops, x, t, p):
+    """At the clip bounds the gradient is the one from inside [eps, 1 - eps]."""
+    lo, hi = _probability_bounds(ops, x, p)
+    side = ops.where(x <= lo, 1.0, ops.zeros_like(x))
+    return ops.where(x >= hi, -1.0, side)
+
+
+SPARSE_PROBABILITY_CE = LossSpec(
+    name="sparse_probability_ce",
+    summary="Cross-entropy on probabilities against class indices: clipped to [eps, 1 - eps], "
+    "then renormalised (Keras's sparse categorical cross-entropy without logits).",
+    formula=(
+        r"\ell_i = -\log \frac{q_{i y_i}}{\sum_c q_{ic}},\quad"
+        r" q = \operatorname{clip}(p, \epsilon, 1 - \epsilon)"
+    ),
+    per="sample",
+    input_kind="probabilities",
+    target_kind="class_index",
+    params=(
+        _PROBABILITY_EPS,
+        Param(
+            "ignore_index",
+            -100,
+            "int",
+            "samples whose target equals it add nothing and are left out of the mean",
+        ),
+    ),
+    value=sparse_probability_ce_value,
+    definition=sparse_probability_ce_definition,
+    grad=sparse_probability_ce_grad,
+    decode="top1",
+    subgradients={
+        "clip": "the gradient passes on the closed interval [eps, 1 - eps] and is 0 outside"
+    },
+    kink_side=_clip_kink_side,
+    natives=keras_pair(
+        "SparseCategoricalCrossentropy",
+        "sparse_categorical_crossentropy",
+        {"from_logits": False, "ignore_class": None},
+        reduce_elements=False,
+        when={"from_logits": False},
+        note="probabilities clipped to [1e-7, 1 - 1e-7], then renormalised (the reverse of "
+        "CategoricalCrossentropy's order)",
+        fixed={"eps": 1e-7},
+        convert=keras_ignore_class,
+        invert=keras_ignore_class_inverse,
+    ),
+    references=("keras.losses.SparseCategoricalCrossentropy documentation",),
+    notes="Keras takes log(clip(p)) as logits of its sparse softmax cross-entropy: the "
+    "clipped probabilities are renormalised after the clip.",
+)
+
+
 # poly1 ----------------------------------------------------------------------------------------
 
 
