@@ -167,8 +167,6 @@ def render_porting(verified: Mapping[str, str]) -> str:
         "",
         "## Not mapped",
         "",
-        "- `keras.losses.CategoricalCrossentropy` and `SparseCategoricalCrossentropy` with "
-        "`from_logits=False`: probabilities renormalised and clipped; mlloss has no such loss.",
         "- `optax.smooth_labels` before `optax.sigmoid_binary_cross_entropy`: it moves binary "
         "targets toward 1/C, while mlloss's binary smoothing moves them toward 0.5.",
         "- `keras.losses.BinaryFocalCrossentropy(from_logits=True)` under Keras's JAX or torch "

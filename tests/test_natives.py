@@ -308,9 +308,10 @@ def test_class_and_function_forms_are_one_native():
         ),
         (
             "keras.losses.CategoricalCrossentropy",
-            {},
+            {"from_logits": "yes"},
             ValueError,
-            r"from_logits=False has no mlloss loss; mapped: from_logits=True",
+            r"from_logits='yes' has no mlloss loss; mapped: from_logits=False \(mlloss's "
+            r"probability_ce\); from_logits=True \(mlloss's softmax_ce\)",
         ),
         (
             "keras.losses.BinaryCrossentropy",

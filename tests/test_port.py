@@ -116,5 +116,6 @@ def test_cli_port_without_check(capsys):
 
 
 def test_cli_port_refusal(capsys):
-    assert main(["port", "keras.losses.CategoricalCrossentropy()", "--to", "torch"]) == 2
-    assert "from_logits=False has no mlloss loss" in capsys.readouterr().err
+    expression = "optax.sigmoid_binary_cross_entropy(logits, labels, smooth_labels=0.1)"
+    assert main(["port", expression, "--to", "torch"]) == 2
+    assert "moves binary targets toward 1/C" in capsys.readouterr().err

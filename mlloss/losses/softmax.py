@@ -151,8 +151,7 @@ SOFTMAX_CE = LossSpec(
             {"from_logits": False, "label_smoothing": 0.0, **LAST_AXIS},
             reduce_elements=False,
             when={"from_logits": True},
-            note="smoothing toward 1/C; from_logits=False (probabilities, renormalised and "
-            "clipped) has no mlloss loss and is refused",
+            note="smoothing toward 1/C; from_logits=False is probability_ce",
             rename={"label_smoothing": "label_smoothing"},
             require=LAST_AXIS,
         ),
@@ -259,7 +258,7 @@ SPARSE_SOFTMAX_CE = LossSpec(
             {"from_logits": False, "ignore_class": None},
             reduce_elements=False,
             when={"from_logits": True},
-            note="from_logits=False (probabilities) has no mlloss loss and is refused",
+            note="from_logits=False is sparse_probability_ce",
             convert=keras_ignore_class,
             invert=keras_ignore_class_inverse,
         ),
