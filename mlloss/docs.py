@@ -138,17 +138,20 @@ def render_porting(verified: Mapping[str, str]) -> str:
         )
     lines += [
         "",
-        "| loss | native | arguments | reduction | differs from the plain loss |",
-        "|---|---|---|---|---|",
+        "| loss | native | arguments | reduction | differs from the plain loss | verified |",
+        "|---|---|---|---|---|---|",
     ]
     for name in mlloss.names():
         spec = mlloss.spec(name)
         for native in sorted(spec.natives, key=lambda n: _ORDER.index(n.framework)):
             forms = "".join(f"<br>`{f}`" for f in native.forms)
             call = "targets first; " if native.targets_first else ""
+            version = verified.get(native.framework)
+            checked = f"{native.framework} {version}" if version else "formula only"
             lines.append(
                 f"| `{name}` | `{native.name}`{forms} | {_cell(_arguments(native))} | "
-                f"{_cell(call + _REDUCE[native.reduce])} | {_cell(native.note or '—')} |"
+                f"{_cell(call + _REDUCE[native.reduce])} | {_cell(native.note or '—')} | "
+                f"{checked} |"
             )
     lines += [
         "",

@@ -23,6 +23,16 @@ LABEL_SMOOTHING_BINARY = Param(
     low=0.0,
     high=1.0,
 )
+#: the clip of probabilities every Keras-style loss on probabilities has
+KERAS_EPS = Param(
+    "eps",
+    1e-7,
+    "float",
+    "probabilities are clipped to [eps, 1 - eps] (Keras's epsilon is 1e-7)",
+    low=0.0,
+    high=0.5,
+    high_open=True,
+)
 _CLASS_WEIGHT = Param(
     "class_weight", None, "per_class", "a weight per class, multiplying its loss", optional=True
 )
@@ -155,14 +165,14 @@ SIGMOID_BCE = LossSpec(
 # bce ------------------------------------------------------------------------------------------
 
 
-def _bce_bounds(ops, x, p):
+def clip_bounds(ops, x, p):
     """The clip bounds as the compute dtype holds them (float32 cannot hold 1 - 1e-7)."""
     eps = p["eps"]
     return ops.scalar(eps, x), ops.scalar(1.0 - eps, x)
 
 
 def _bce_parts(ops, x, t, p):
-    lo, hi = _bce_bounds(ops, x, p)
+    lo, hi = clip_bounds(ops, x, p)
     return ops.clip(x, lo, hi), smooth_binary(t.y, p["label_smoothing"])
 
 
@@ -201,7 +211,7 @@ def bce_value(ops, x, t, p):
 
 def bce_grad(ops, x, t, p):
     q, y = _bce_parts(ops, x, t, p)
-    lo, hi = _bce_bounds(ops, x, p)
+    lo, hi = clip_bounds(ops, x, p)
     # the clip's declared subgradient: the closed interval (NaN stays inside: NaN out)
     inside = ~((x < lo) | (x > hi))
     d_pos, d_neg = ops.xdivy(y, q), ops.xdivy(1.0 - y, 1.0 - q)
@@ -213,12 +223,17 @@ def bce_grad(ops, x, t, p):
     return _class_weighted(ops, grad, t, p)
 
 
-def bce_kink_side(ops, x, t, p):
-    """At the clip bounds the gradient is the one from inside [eps, 1 - eps]; where a log sits
-    exactly at the floor it is the clamped (flat) side's."""
-    lo, hi = _bce_bounds(ops, x, p)
+def clip_kink_side(ops, x, t, p):
+    """At the bounds of a clip to [eps, 1 - eps] the gradient is the one from inside."""
+    lo, hi = clip_bounds(ops, x, p)
     side = ops.where(x <= lo, 1.0, ops.zeros_like(x))
-    side = ops.where(x >= hi, -1.0, side)
+    return ops.where(x >= hi, -1.0, side)
+
+
+def bce_kink_side(ops, x, t, p):
+    """The clip's sides; where a log sits exactly at the floor, the clamped (flat) side."""
+    side = clip_kink_side(ops, x, t, p)
+    lo, hi = clip_bounds(ops, x, p)
     floor = p["log_floor"]
     if floor is not None:
         q = ops.clip(x, lo, hi)
@@ -250,15 +265,7 @@ BCE = LossSpec(
     input_kind="probabilities",
     target_kind="multi_hot",
     params=(
-        Param(
-            "eps",
-            1e-7,
-            "float",
-            "probabilities are clipped to [eps, 1 - eps] (Keras's epsilon is 1e-7)",
-            low=0.0,
-            high=0.5,
-            high_open=True,
-        ),
+        KERAS_EPS,
         LABEL_SMOOTHING_BINARY,
         Param(
             "log_floor",

@@ -8,7 +8,13 @@ probability is computed in log space, exp(gamma * log q) with log q from log_sig
 
 from __future__ import annotations
 
-from mlloss.losses.binary import LABEL_SMOOTHING_BINARY, smooth_binary
+from mlloss.losses.binary import (
+    KERAS_EPS,
+    LABEL_SMOOTHING_BINARY,
+    clip_bounds,
+    clip_kink_side,
+    smooth_binary,
+)
 from mlloss.losses.natives import (
     LAST_AXIS,
     keras_alpha,
@@ -176,7 +182,7 @@ def _bce_focal_parts(ops, x, t, p):
     y = _smoothed(t, p)
     prob = ops.clip(x, 0.0, 1.0)
     log_w = ops.log(y * (1.0 - prob) + (1.0 - y) * prob)
-    lo, hi = ops.scalar(p["eps"], x), ops.scalar(1.0 - p["eps"], x)
+    lo, hi = clip_bounds(ops, x, p)
     q = ops.clip(x, lo, hi)
     return y, log_w, -(ops.xlogy(y, q) + ops.xlogy(1.0 - y, 1.0 - q))
 
@@ -190,7 +196,7 @@ def bce_focal_value(ops, x, t, p):
 def bce_focal_grad(ops, x, t, p):
     y, log_w, bce = _bce_focal_parts(ops, x, t, p)
     gamma = p["gamma"]
-    lo, hi = ops.scalar(p["eps"], x), ops.scalar(1.0 - p["eps"], x)
+    lo, hi = clip_bounds(ops, x, p)
     q = ops.clip(x, lo, hi)
     # each clip passes its gradient on its closed interval (NaN stays inside: NaN out)
     in_unit = ~((x < 0.0) | (x > 1.0))
@@ -206,17 +212,10 @@ def bce_focal_grad(ops, x, t, p):
     return ops.where(t.mask, _alpha_t(y, p["alpha"]) * grad, 0.0)
 
 
-def bce_focal_kink_side(ops, x, t, p):
-    """At the clips' bounds (0, eps, 1 - eps, 1) the gradient is the one from inside."""
-    hi = ops.scalar(1.0 - p["eps"], x)
-    side = ops.where(x <= ops.scalar(p["eps"], x), 1.0, ops.zeros_like(x))
-    return ops.where(x >= hi, -1.0, side)
-
-
 def bce_focal_definition(ops, x, t, p):
     y = _smoothed(t, p)
     prob = ops.clip(x, 0.0, 1.0)
-    q = ops.clip(x, ops.scalar(p["eps"], x), ops.scalar(1.0 - p["eps"], x))
+    q = ops.clip(x, *clip_bounds(ops, x, p))
     p_t = y * prob + (1.0 - y) * (1.0 - prob)
     bce = -(y * ops.log(q) + (1.0 - y) * ops.log(1.0 - q))
     loss = _alpha_t(y, p["alpha"]) * (1.0 - p_t) ** p["gamma"] * bce
@@ -239,15 +238,7 @@ BCE_FOCAL = LossSpec(
         _GAMMA,
         _ALPHA,
         LABEL_SMOOTHING_BINARY,
-        Param(
-            "eps",
-            1e-7,
-            "float",
-            "the cross-entropy's probabilities are clipped to [eps, 1 - eps] (Keras: 1e-7)",
-            low=0.0,
-            high=0.5,
-            high_open=True,
-        ),
+        KERAS_EPS,
     ),
     value=bce_focal_value,
     definition=bce_focal_definition,
@@ -257,7 +248,7 @@ BCE_FOCAL = LossSpec(
         "clip": "each clip passes the gradient on its closed interval, [0, 1] for the focusing "
         "factor and [eps, 1 - eps] for the cross-entropy, and 0 outside"
     },
-    kink_side=bce_focal_kink_side,
+    kink_side=clip_kink_side,
     natives=keras_pair(
         "BinaryFocalCrossentropy",
         "binary_focal_crossentropy",

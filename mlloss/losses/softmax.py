@@ -5,6 +5,7 @@ of the softmax itself (a masked logsumexp), so they add nothing to the loss or t
 
 from __future__ import annotations
 
+from mlloss.losses.binary import KERAS_EPS, clip_bounds, clip_kink_side
 from mlloss.losses.natives import (
     LAST_AXIS,
     NO_WHERE,
@@ -277,11 +278,6 @@ SPARSE_SOFTMAX_CE = LossSpec(
 # probability_ce and sparse_probability_ce -----------------------------------------------------
 
 
-def _probability_bounds(ops, x, p):
-    """[eps, 1 - eps] as the compute dtype holds them."""
-    return ops.scalar(p["eps"], x), ops.scalar(1.0 - p["eps"], x)
-
-
 def _inside(x, lo, hi):
     """The clip's declared subgradient: it passes on the closed interval (NaN stays inside)."""
     return ~((x < lo) | (x > hi))
@@ -305,7 +301,7 @@ def _probability_targets(ops, t, p):
 
 
 def probability_ce_value(ops, x, t, p):
-    lo, hi = _probability_bounds(ops, x, p)
+    lo, hi = clip_bounds(ops, x, p)
     u, _ = _renormalised(ops, x, t)
     y = _probability_targets(ops, t, p)
     terms = ops.where(t.mask, ops.xlogy(y, ops.clip(u, lo, hi)), 0.0)
@@ -317,7 +313,7 @@ def probability_ce_value(ops, x, t, p):
 
 def probability_ce_grad(ops, x, t, p):
     # l = -sum_c y_c log clip(u_c), u = x / S: d l / d x_j = (sum_c y_c m_c - y_j m_j / u_j) / S
-    lo, hi = _probability_bounds(ops, x, p)
+    lo, hi = clip_bounds(ops, x, p)
     u, total = _renormalised(ops, x, t)
     y = ops.where(_inside(u, lo, hi) & t.mask, _probability_targets(ops, t, p), 0.0)
     grad = (ops.sum(y, axis=-1, keepdims=True) - ops.xdivy(y, u)) / total
@@ -325,7 +321,7 @@ def probability_ce_grad(ops, x, t, p):
 
 
 def probability_ce_definition(ops, x, t, p):
-    lo, hi = _probability_bounds(ops, x, p)
+    lo, hi = clip_bounds(ops, x, p)
     e = ops.where(t.mask, x, 0.0)
     q = ops.clip(e / ops.sum(e, axis=-1, keepdims=True), lo, hi)
     y = _probability_targets(ops, t, p)
@@ -333,16 +329,6 @@ def probability_ce_definition(ops, x, t, p):
     loss = -ops.sum(ops.where(t.mask, y * ops.log(q), 0.0), axis=-1)
     return ops.where(row == row, loss, float("nan"))
 
-
-_PROBABILITY_EPS = Param(
-    "eps",
-    1e-7,
-    "float",
-    "probabilities are clipped to [eps, 1 - eps] (Keras's epsilon is 1e-7)",
-    low=0.0,
-    high=0.5,
-    high_open=True,
-)
 
 PROBABILITY_CE = LossSpec(
     name="probability_ce",
@@ -355,7 +341,7 @@ PROBABILITY_CE = LossSpec(
     per="sample",
     input_kind="probabilities",
     target_kind="multi_hot",
-    params=(_PROBABILITY_EPS, _LABEL_SMOOTHING),
+    params=(KERAS_EPS, _LABEL_SMOOTHING),
     value=probability_ce_value,
     definition=probability_ce_definition,
     grad=probability_ce_grad,
@@ -384,7 +370,7 @@ PROBABILITY_CE = LossSpec(
 
 def _sparse_probability_parts(ops, x, t, p):
     """(q, total, picked): the clipped probabilities, their row sums, and the target's."""
-    lo, hi = _probability_bounds(ops, x, p)
+    lo, hi = clip_bounds(ops, x, p)
     q = ops.clip(x, lo, hi)
     picked = ops.sum(ops.one_hot(t.y, ops.shape(x)[-1], ops.dtype_name(x)) * q, axis=-1)
     return q, ops.sum(q, axis=-1), picked
@@ -392,7 +378,7 @@ def _sparse_probability_parts(ops, x, t, p):
 
 def sparse_probability_ce_value(ops, x, t, p):
     # -log(q_y / sum_c q_c): the clipped probabilities renormalised after the clip
-    lo, hi = _probability_bounds(ops, x, p)
+    lo, hi = clip_bounds(ops, x, p)
     log_q = ops.log(ops.clip(x, lo, hi))
     one_hot = ops.one_hot(t.y, ops.shape(x)[-1], ops.dtype_name(x))
     loss = ops.logsumexp(log_q, axis=-1) - ops.sum(ops.xmul(one_hot, log_q), axis=-1)
@@ -400,7 +386,7 @@ def sparse_probability_ce_value(ops, x, t, p):
 
 
 def sparse_probability_ce_grad(ops, x, t, p):
-    lo, hi = _probability_bounds(ops, x, p)
+    lo, hi = clip_bounds(ops, x, p)
     q, total, _ = _sparse_probability_parts(ops, x, t, p)
     one_hot = ops.one_hot(t.y, ops.shape(x)[-1], ops.dtype_name(x))
     grad = 1.0 / ops.expand_dims(total, -1) - ops.xdivy(one_hot, q)
@@ -411,13 +397,6 @@ def sparse_probability_ce_grad(ops, x, t, p):
 def sparse_probability_ce_definition(ops, x, t, p):
     _, total, picked = _sparse_probability_parts(ops, x, t, p)
     return ops.where(t.mask, -ops.log(picked / total), 0.0)
-
-
-def _clip_kink_side(ops, x, t, p):
-    """At the clip bounds the gradient is the one from inside [eps, 1 - eps]."""
-    lo, hi = _probability_bounds(ops, x, p)
-    side = ops.where(x <= lo, 1.0, ops.zeros_like(x))
-    return ops.where(x >= hi, -1.0, side)
 
 
 SPARSE_PROBABILITY_CE = LossSpec(
@@ -432,7 +411,7 @@ SPARSE_PROBABILITY_CE = LossSpec(
     input_kind="probabilities",
     target_kind="class_index",
     params=(
-        _PROBABILITY_EPS,
+        KERAS_EPS,
         Param(
             "ignore_index",
             -100,
@@ -447,7 +426,7 @@ SPARSE_PROBABILITY_CE = LossSpec(
     subgradients={
         "clip": "the gradient passes on the closed interval [eps, 1 - eps] and is 0 outside"
     },
-    kink_side=_clip_kink_side,
+    kink_side=clip_kink_side,
     natives=keras_pair(
         "SparseCategoricalCrossentropy",
         "sparse_categorical_crossentropy",
