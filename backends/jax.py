@@ -17,6 +17,9 @@ class JaxOps(OpsBase):
     name = "jax"
 
     # tensors in and out
+    def is_concrete(self, x):
+        return not isinstance(x, jax.core.Tracer)
+
     def is_tensor(self, x: Any) -> bool:
         return isinstance(x, jax.Array)
 

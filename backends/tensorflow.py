@@ -15,6 +15,10 @@ class TensorflowOps(OpsBase):
     name = "tensorflow"
 
     # tensors in and out
+    def is_concrete(self, x):
+        # inside tf.function tensors are symbolic: they have no numpy() to read
+        return tf.executing_eagerly() and hasattr(x, "numpy")
+
     def is_tensor(self, x: Any) -> bool:
         return tf.is_tensor(x) or isinstance(x, tf.Variable)
 

@@ -65,6 +65,10 @@ class TorchOps(OpsBase):
     name = "torch"
 
     # tensors in and out
+    def is_concrete(self, x):
+        # dynamo traces with fake tensors; outside a compile, tensors hold their values
+        return not torch.compiler.is_compiling()
+
     def is_tensor(self, x: Any) -> bool:
         return isinstance(x, torch.Tensor)
 

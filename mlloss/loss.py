@@ -63,8 +63,10 @@ class Loss:
         params: Mapping[str, Any],
         fused: bool = True,
         mean_over_classes: bool = False,
+        validate: bool = True,
     ) -> None:
         self.spec = spec
+        self.validate = validate
         self.name = spec.name
         self.backend = backend
         self.reduction = reduction
@@ -236,6 +238,8 @@ class Loss:
             )
         y = targets if ops.is_tensor(targets) else ops.asarray(targets, like=x)
         self._check_shapes(ops, x, y)
+        if self.validate and ops.is_concrete(y):
+            self._check_targets(ops, x, y)
         h = []
         for head, value in zip(names, values, strict=True):
             v = value if ops.is_tensor(value) else ops.asarray(value, dtype=dtype, like=x)
@@ -264,6 +268,12 @@ class Loss:
                 f"got a scalar"
             )
         if self.spec.target_kind == "class_index":
+            if ys == xs and len(xs) > 1:
+                raise ValueError(
+                    f"{self.name}: targets expect class indices of shape {xs[:-1]}; got shape "
+                    f"{ys}, the shape of multi-hot targets (for those use softmax_ce, or pass "
+                    f"the indices)"
+                )
             if ys != xs[:-1]:
                 raise ValueError(
                     f"{self.name}: targets (class indices) expect shape {xs[:-1]} for "
@@ -275,8 +285,15 @@ class Loss:
                     f"{ops.dtype_name(y)}"
                 )
         elif ys != xs:
+            looks_like_indices = ys == xs[:-1] and ops.dtype_name(y).startswith(("int", "uint"))
+            hint = (
+                " (integer class indices: this loss takes multi-hot targets; one-hot them, or "
+                "use sparse_softmax_ce)"
+                if looks_like_indices
+                else ""
+            )
             raise ValueError(
-                f"{self.name}: targets expect the shape of {self._first_arg} {xs}; got {ys}"
+                f"{self.name}: targets expect the shape of {self._first_arg} {xs}; got {ys}{hint}"
             )
         for p in self.spec.params:
             value = self.params[p.name]
@@ -290,6 +307,27 @@ class Loss:
                     f"{self.name}: parameter {p.name!r} expects {xs[-1]} entries (one per "
                     f"class of {self._first_arg} {xs}); got {value.shape[0]}"
                 )
+
+    def _check_targets(self, ops: Ops, x: Any, y: Any) -> None:
+        """Targets in the loss's domain: multi-hot labels in [0, 1] or -1 (missing), class
+        indices in [0, C) or the ignore index; NaN passes (NaN in, NaN out). One reduction and
+        one read of a boolean; the offending entry is found only when there is one."""
+        if self.spec.target_kind == "class_index":
+            classes, ignore = ops.shape(x)[-1], self.params["ignore_index"]
+            bad = ((y < 0) | (y >= classes)) & (y != ignore)
+            expected = f"class indices in [0, {classes}) or ignore_index ({ignore})"
+        else:
+            bad = ((y < 0) & (y != -1)) | (y > 1)
+            expected = "labels in [0, 1], or -1 for a missing label"
+        if not bool(np.asarray(ops.to_numpy(ops.any(bad)))):
+            return
+        flags = np.asarray(ops.to_numpy(bad))
+        index = tuple(int(i) for i in np.argwhere(flags)[0])
+        value = np.asarray(ops.to_numpy(y))[index]
+        raise ValueError(
+            f"{self.name}: targets expect {expected}; got {value.item()!r} at index {index} "
+            f"({int(flags.sum())} such entries). Pass validate=False to skip this check."
+        )
 
     def _prepare(
         self, ops: Ops, x: Any, y: Any, heads: tuple[Any, ...] = ()
@@ -409,6 +447,7 @@ def get(
     *,
     fused: bool = True,
     mean_over_classes: bool = False,
+    validate: bool = True,
     **params: Any,
 ) -> Loss:
     """The loss ``name`` with ``params``, ready to call as ``loss(logits, targets)``.
@@ -420,6 +459,12 @@ def get(
     differentiates the formula with the framework's autodiff instead of the spec's closed-form
     gradient (the two are proved equal by the tests). Unknown names, backends, reductions and
     parameters, and parameter values out of range, raise ``ValueError``/``TypeError``.
+
+    ``validate`` (default True) checks the targets' values at each eager call (labels in
+    [0, 1] or -1, class indices in [0, C) or the ignore index): one reduction and one read of
+    a boolean. Inside a compiled trace (``jax.jit``, ``tf.function``, ``torch.compile``) the
+    values cannot be read, and the check is skipped; ``validate=False`` skips it everywhere.
+    Shape, dtype and parameter checks always run (they need no values).
 
     Two reductions exist so that frameworks' own losses map exactly (see docs/porting.md):
     ``mean_over_classes=True`` (element-wise losses) first averages each sample over its
@@ -438,6 +483,8 @@ def get(
         )
     if not isinstance(fused, bool):
         raise TypeError(f"{spec.name}: fused expects True or False; got {fused!r}")
+    if not isinstance(validate, bool):
+        raise TypeError(f"{spec.name}: validate expects True or False; got {validate!r}")
     if not isinstance(mean_over_classes, bool):
         raise TypeError(
             f"{spec.name}: mean_over_classes expects True or False; got {mean_over_classes!r}"
@@ -460,6 +507,7 @@ def get(
         spec.resolve_params(params),
         fused=fused,
         mean_over_classes=mean_over_classes,
+        validate=validate,
     )
 
 

@@ -35,6 +35,7 @@ class Ops(Protocol):
     def arange(self, n: int, like: Tensor) -> Tensor: ...
     def zeros_like(self, x: Tensor) -> Tensor: ...
     def devices(self) -> tuple[str, ...]: ...
+    def is_concrete(self, x: Tensor) -> bool: ...
     def to_device(self, x: Tensor, device: str) -> Tensor: ...
 
     # element-wise
@@ -110,6 +111,12 @@ class OpsBase:
         """The devices this backend can run on here: ``"cpu"``, and ``"cuda"`` when a GPU is
         visible to the framework."""
         return ("cpu",)
+
+    def is_concrete(self, x) -> bool:
+        """Whether ``x`` holds values that can be read now (eager), rather than standing for
+        values in a trace being compiled (``jax.jit``, ``tf.function``, ``torch.compile``),
+        where data-dependent checks cannot run."""
+        return True
 
     def to_device(self, x, device):
         """``x`` placed on ``device`` (one of :meth:`devices`)."""
