@@ -127,7 +127,7 @@ class Loss:
                 f"autodiff; use backend 'torch', 'tensorflow' or 'jax' for its gradient"
             )
         compute, xc, hc, t, p = self._prepare(ops, x, y, h)
-        values = self.spec.value(ops, xc, t, p)
+        values = _nan_in_nan_out(ops, self.spec.per, xc, self.spec.value(ops, xc, t, p))
         samples, counted = self._over_classes(ops, values, t, compute)
         denominator = self._denominator(ops, counted, t, p, compute)
         reduced = _reduce(ops, samples, counted, self.reduction, denominator)
@@ -357,6 +357,7 @@ class Loss:
             values = fn(xc, *hc, t.y, t.mask, *(p[k] for k in self._per_class))
         else:
             values = self.spec.value(ops, xc, t, p)
+        values = _nan_in_nan_out(ops, self.spec.per, xc, values)
         values, counted = self._over_classes(ops, values, t, compute)
         denominator = self._denominator(ops, counted, t, p, compute)
         out = _reduce(ops, values, counted, self.reduction, denominator)
@@ -428,10 +429,12 @@ class Loss:
             local, *rest = local
             d_heads = tuple(g * d for d in rest)  # a head has one value per sample, like g
         per = self.spec.per
-        if per != "element":
-            # NaN in, NaN out: a sample (or batch) whose logits hold a NaN has a NaN value, and
-            # so a NaN gradient for every input it depends on (missing ones were zeroed before)
-            nan = x != x
+        # NaN in, NaN out: an element, sample or batch whose logits hold a NaN has a NaN value,
+        # and so a NaN gradient for every input it depends on (missing ones were zeroed before)
+        nan = x != x
+        if per == "element":
+            local = ops.where(nan, float("nan"), local)
+        else:
             nan = ops.any(nan, axis=-1, keepdims=True) if per == "sample" else ops.any(nan)
             local = ops.where(nan, float("nan"), local)
             rows = nan if per == "batch" else ops.any(nan, axis=-1)
@@ -537,6 +540,18 @@ def _prepare_targets(
     else:
         counted = ops.any(mask)
     return Prepared(safe, mask, counted)
+
+
+def _nan_in_nan_out(ops: Ops, per: str, x: Any, values: Any) -> Any:
+    """The non-finite policy, for every loss alike: an element, sample or batch whose logits
+    hold a NaN is NaN, whatever a formula's where() or clip would have made of it. (A logit
+    whose label is missing was set to 0 before, so it never counts.)"""
+    nan = x != x
+    if per == "sample":
+        nan = ops.any(nan, axis=-1)
+    elif per == "batch":
+        nan = ops.any(nan)
+    return ops.where(nan, float("nan"), values)
 
 
 def _observed_classes(ops: Ops, t: Prepared, compute: str) -> Any:
