@@ -94,7 +94,10 @@ class NumpyOps(OpsBase):
         return np.sum(x, axis=axis, keepdims=keepdims)
 
     def max(self, x, axis=None, keepdims=False):
-        return np.max(x, axis=axis, keepdims=keepdims, initial=-np.inf)
+        x = np.asarray(x)
+        # the smallest value of the dtype, so that an empty axis has a maximum
+        initial = np.iinfo(x.dtype).min if x.dtype.kind in "iu" else -np.inf
+        return np.max(x, axis=axis, keepdims=keepdims, initial=initial)
 
     def any(self, x, axis=None, keepdims=False):
         return np.any(x, axis=axis, keepdims=keepdims)

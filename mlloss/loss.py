@@ -310,10 +310,19 @@ class Loss:
 
     def _check_targets(self, ops: Ops, x: Any, y: Any) -> None:
         """Targets in the loss's domain: multi-hot labels in [0, 1] or -1 (missing), class
-        indices in [0, C) or the ignore index; NaN passes (NaN in, NaN out). One reduction and
-        one read of a boolean; the offending entry is found only when there is one."""
+        indices in [0, C) or the ignore index; NaN passes (NaN in, NaN out). Two reductions and
+        one read of a boolean when every target is in range (the full test runs only when one
+        is not, as missing labels are); the offending entry is found only when there is one."""
+        if not ops.shape(y) or 0 in ops.shape(y):
+            return
+        classes = ops.shape(x)[-1]
+        # the common case costs two reductions: every target already in [0, 1] (or [0, C))
+        low, high = -ops.max(-y), ops.max(y)
+        top = classes - 1 if self.spec.target_kind == "class_index" else 1
+        if bool(np.asarray(ops.to_numpy((low >= 0) & (high <= top)))):
+            return
         if self.spec.target_kind == "class_index":
-            classes, ignore = ops.shape(x)[-1], self.params["ignore_index"]
+            ignore = self.params["ignore_index"]
             bad = ((y < 0) | (y >= classes)) & (y != ignore)
             expected = f"class indices in [0, {classes}) or ignore_index ({ignore})"
         else:
