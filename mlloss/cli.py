@@ -101,6 +101,20 @@ def _parser() -> argparse.ArgumentParser:
     port.add_argument("--no-check", action="store_true", help="print without checking")
     port.set_defaults(run=_port)
 
+    bench = sub.add_parser(
+        "bench", help="forward + backward time per loss and backend, as ratios to natives"
+    )
+    bench.add_argument("--loss", action="append", metavar="L", help="repeatable; default all")
+    bench.add_argument(
+        "--backend", action="append", metavar="B", help="torch, tensorflow, jax (repeatable)"
+    )
+    bench.add_argument(
+        "--shape", action="append", metavar="NxC", help="repeatable; default the four standard"
+    )
+    bench.add_argument("--repeat", type=int, default=7, metavar="N", help="timed runs (median)")
+    bench.add_argument("--json", metavar="PATH", help="also write every row as JSON")
+    bench.set_defaults(run=_bench)
+
     docs = sub.add_parser(
         "docs", help="write docs/losses.md and docs/porting.md from the specs (or --check them)"
     )
@@ -219,6 +233,24 @@ def _port(args: argparse.Namespace) -> int:
     for line in result.checked.splitlines():
         print(f"# {line}")
     return 0 if result.agreed else 1
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from mlloss import bench
+
+    shapes = bench.SHAPES
+    if args.shape:
+        try:
+            shapes = tuple(tuple(int(v) for v in s.lower().split("x")) for s in args.shape)
+        except ValueError:
+            raise ValueError(f"--shape expects NxC, like 4096x1000; got {args.shape}") from None
+    losses = [mlloss.spec(n).name for n in args.loss] if args.loss else None
+    rows = bench.run(losses, args.backend, shapes, repeat=args.repeat)
+    print(bench.table(rows))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump([r.as_dict() for r in rows], handle, indent=1)
+    return 0
 
 
 def _plot(args: argparse.Namespace) -> int:

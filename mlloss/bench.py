@@ -1,0 +1,327 @@
+"""``mlloss bench``: forward + backward time of each loss on each backend, as ratios taken in
+the same run against the framework's own loss, the best public implementation where one
+exists, and one element-wise pass (``x + y``, the memory floor).
+
+Each timing is the median of repeated runs after warm-up. Like for like: torch runs eagerly
+(mlloss and torch's own loss alike), TensorFlow inside one ``tf.function`` per loss, JAX under
+``jax.jit``. For torch the bytes the autograd graph saves for the backward are reported too
+(the fused backward should keep no more than the logits and the targets).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+import mlloss
+from mlloss import backends
+from mlloss import natives as native_lib
+
+SHAPES = ((64, 80), (1024, 1000), (4096, 1000), (256, 20000))
+FRAMEWORK_OF_BACKEND = {"torch": ("torch",), "tensorflow": ("tensorflow",), "jax": ("optax",)}
+
+
+@dataclass
+class Row:
+    loss: str
+    backend: str
+    shape: str
+    dtype: str
+    mlloss_ms: float
+    native: str | None
+    native_ms: float | None
+    public: str | None
+    public_ms: float | None
+    floor_ms: float
+    saved_mb: float | None  # torch: what the backward keeps alive (mlloss)
+    native_saved_mb: float | None
+
+    @property
+    def vs_native(self) -> float | None:
+        return None if self.native_ms is None else self.mlloss_ms / self.native_ms
+
+    @property
+    def vs_public(self) -> float | None:
+        return None if self.public_ms is None else self.mlloss_ms / self.public_ms
+
+    @property
+    def passes(self) -> float:
+        return self.mlloss_ms / self.floor_ms
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "vs_native": self.vs_native,
+            "vs_public": self.vs_public,
+            "passes": self.passes,
+        }
+
+
+def median_ms(fn: Callable[[], Any], repeat: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def _inputs(spec, shape, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(scale=2.0, size=shape).astype(np.float32)
+    if spec.input_kind == "probabilities":
+        x = (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
+        if spec.per == "sample":
+            x = x / x.sum(axis=-1, keepdims=True)
+    if spec.target_kind == "class_index":
+        return x, rng.integers(0, shape[-1], size=shape[:-1])
+    return x, (rng.random(shape) < 0.05).astype(np.float32)
+
+
+def _native_for(spec, backend):
+    """The backend framework's own loss computing spec at its defaults, reduced to a mean."""
+    translation = native_lib.Translation(
+        spec.name, spec.resolve_params({}), "mean", False, spec.target_kind
+    )
+    from mlloss.port import _target_native
+
+    found = _target_native(spec, translation, FRAMEWORK_OF_BACKEND.get(backend, ()))
+    if found is None:  # an unreduced native, averaged by the framework, computes the same
+        none = native_lib.Translation(
+            spec.name, spec.resolve_params({}), "none", False, spec.target_kind
+        )
+        found = _target_native(spec, none, FRAMEWORK_OF_BACKEND.get(backend, ()))
+        return found, True
+    return found, False
+
+
+def _asl_reference(torch):
+    """ASL as the paper's reference code computes it (Ridnik et al., ICCV 2021), written here
+    in torch from the paper: clip the negatives' probability, then the asymmetric focusing."""
+
+    def asl(x, y, gamma_neg=4.0, gamma_pos=0.0, clip=0.05, eps=1e-8):
+        p = torch.sigmoid(x)
+        p_neg = (1 - p + clip).clamp(max=1)
+        loss = y * torch.log(p.clamp(min=eps)) + (1 - y) * torch.log(p_neg.clamp(min=eps))
+        pt = p * y + p_neg * (1 - y)
+        gamma = gamma_pos * y + gamma_neg * (1 - y)
+        loss = loss * torch.pow(1 - pt, gamma)
+        return -loss.mean()
+
+    return asl
+
+
+def bench_torch(spec, shape, dtype, repeat):
+    import torch
+
+    kind = getattr(torch, dtype)
+    x_np, y_np = _inputs(spec, shape)
+    x = torch.tensor(x_np, dtype=kind, requires_grad=True)
+    y = torch.tensor(y_np) if y_np.dtype.kind in "iu" else torch.tensor(y_np, dtype=kind)
+
+    def step(fn):
+        def run():
+            x.grad = None
+            fn(x, y).backward()
+
+        return run
+
+    def saved(fn):
+        total = [0]
+
+        def pack(t):
+            total[0] += t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            fn(x, y)
+        return total[0] / 2**20
+
+    loss = mlloss.get(spec.name, backend="torch", validate=False)
+    found, average = _native_for(spec, "torch")
+    native_fn = None
+    if found is not None:
+        from mlloss.conformance.natives import resolve
+
+        native, kwargs = found
+        target = resolve(native.name)
+
+        def native_fn(a, b):
+            out = target(a, b, **kwargs)
+            return out.mean() if average else out
+
+    public_name, public_fn = None, None
+    if spec.name == "asl":
+        public_name, public_fn = "ASL paper reference (torch)", _asl_reference(torch)
+    elif spec.name == "focal":
+        try:
+            from torchvision.ops import sigmoid_focal_loss
+
+            public_name = "torchvision.ops.sigmoid_focal_loss"
+
+            def public_fn(a, b):
+                return sigmoid_focal_loss(a, b, alpha=-1, reduction="mean")
+        except Exception:  # torchvision does not import beside this torch build
+            public_fn = None
+    floor = median_ms(lambda: x.detach() + 1.0, repeat)
+    return Row(
+        spec.name,
+        "torch",
+        "x".join(map(str, shape)),
+        dtype,
+        median_ms(step(loss), repeat),
+        found[0].name if found else None,
+        median_ms(step(native_fn), repeat) if native_fn else None,
+        public_name if public_fn else None,
+        median_ms(step(public_fn), repeat) if public_fn else None,
+        floor,
+        saved(loss),
+        saved(native_fn) if native_fn else None,
+    )
+
+
+def bench_tensorflow(spec, shape, dtype, repeat):
+    import tensorflow as tf
+
+    x_np, y_np = _inputs(spec, shape)
+    x = tf.Variable(x_np.astype(dtype))
+    y = tf.constant(y_np) if y_np.dtype.kind in "iu" else tf.constant(y_np.astype(dtype))
+    loss = mlloss.get(spec.name, backend="tensorflow", validate=False)
+
+    def compiled(fn):
+        @tf.function
+        def run():
+            with tf.GradientTape() as tape:
+                value = fn(x, y)
+            return tape.gradient(value, x)
+
+        return lambda: run().numpy()
+
+    found, average = _native_for(spec, "tensorflow")
+    native_time = None
+    if found is not None:
+        from mlloss.conformance.natives import resolve
+
+        native, kwargs = found
+        target = resolve(native.name)
+
+        def native_fn(a, b):
+            out = target(labels=b, logits=a, **kwargs)
+            return tf.reduce_mean(out) if average else out
+
+        native_time = median_ms(compiled(native_fn), repeat)
+    floor = compiled(lambda a, b: tf.reduce_sum(a + 1.0))
+    return Row(
+        spec.name,
+        "tensorflow",
+        "x".join(map(str, shape)),
+        dtype,
+        median_ms(compiled(loss), repeat),
+        found[0].name if found else None,
+        native_time,
+        None,
+        None,
+        median_ms(floor, repeat),
+        None,
+        None,
+    )
+
+
+def bench_jax(spec, shape, dtype, repeat):
+    import jax
+    import jax.numpy as jnp
+
+    x_np, y_np = _inputs(spec, shape)
+    x = jnp.asarray(x_np, dtype=dtype)
+    y = jnp.asarray(y_np) if y_np.dtype.kind in "iu" else jnp.asarray(y_np, dtype=dtype)
+    loss = mlloss.get(spec.name, backend="jax", validate=False)
+
+    def compiled(fn):
+        run = jax.jit(jax.value_and_grad(fn))
+        return lambda: jax.block_until_ready(run(x, y))
+
+    found, average = _native_for(spec, "jax")
+    native_time = None
+    if found is not None:
+        from mlloss.conformance.natives import resolve
+
+        native, kwargs = found
+        target = resolve(native.name)
+
+        def native_fn(a, b):
+            out = target(a, b, **kwargs)
+            return jnp.mean(out) if average else out
+
+        native_time = median_ms(compiled(native_fn), repeat)
+    return Row(
+        spec.name,
+        "jax",
+        "x".join(map(str, shape)),
+        dtype,
+        median_ms(compiled(loss), repeat),
+        found[0].name if found else None,
+        native_time,
+        None,
+        None,
+        median_ms(compiled(lambda a, b: jnp.sum(a + 1.0)), repeat),
+        None,
+        None,
+    )
+
+
+RUNNERS = {"torch": bench_torch, "tensorflow": bench_tensorflow, "jax": bench_jax}
+
+
+def run(
+    losses: Sequence[str] | None = None,
+    backend_names: Sequence[str] | None = None,
+    shapes: Sequence[tuple[int, int]] = SHAPES,
+    repeat: int = 7,
+    progress: Callable[[str], None] | None = None,
+) -> list[Row]:
+    """Every (loss, backend, shape, dtype) asked for; float32, and float16 and bfloat16 on
+    torch. Losses with extra heads are left out (they have no framework counterpart)."""
+    rows = []
+    names = [n for n in (losses or mlloss.names()) if not mlloss.spec(n).heads]
+    for backend in backend_names or list(RUNNERS):
+        backend = backends.canonical(backend)
+        if backend not in RUNNERS:
+            raise ValueError(f"bench: backend expects one of {', '.join(RUNNERS)}; got {backend!r}")
+        if not backends.installed(backend):
+            continue
+        dtypes = ("float32", "float16", "bfloat16") if backend == "torch" else ("float32",)
+        for shape in shapes:
+            for dtype in dtypes:
+                for name in names:
+                    if progress:
+                        progress(f"{name} {backend} {shape} {dtype}")
+                    rows.append(RUNNERS[backend](mlloss.spec(name), shape, dtype, repeat))
+    return rows
+
+
+def table(rows: Sequence[Row]) -> str:
+    """A Markdown table of the ratios."""
+
+    def ratio(value: float | None) -> str:
+        return "—" if value is None else f"{value:.2f}x"
+
+    lines = [
+        "| loss | backend | shape | dtype | mlloss ms | vs native | vs best public | "
+        "element-wise passes | saved for backward (MB, mlloss / native) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        native_saved = "—" if r.native_saved_mb is None else f"{r.native_saved_mb:.1f}"
+        saved = "—" if r.saved_mb is None else f"{r.saved_mb:.1f} / {native_saved}"
+        lines.append(
+            f"| {r.loss} | {r.backend} | {r.shape} | {r.dtype} | {r.mlloss_ms:.2f} | "
+            f"{ratio(r.vs_native)} | {ratio(r.vs_public)} | {r.passes:.1f} | {saved} |"
+        )
+    return "\n".join(lines)

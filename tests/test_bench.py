@@ -1,0 +1,65 @@
+"""``mlloss bench`` runs, pairs each loss with its framework's own and reports ratios (timings
+themselves are measured in benchmarks/, never asserted in a test)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mlloss import bench
+from mlloss.cli import main
+
+torch = pytest.importorskip("torch")
+
+
+def test_rows_pair_each_loss_with_its_native_and_the_public_reference():
+    rows = bench.run(["sigmoid_bce", "asl", "zlpr"], ["torch"], shapes=[(8, 5)], repeat=1)
+    by = {(r.loss, r.dtype): r for r in rows}
+    assert {d for _, d in by} == {"float32", "float16", "bfloat16"}
+    bce = by[("sigmoid_bce", "float32")]
+    assert bce.native == "torch.nn.functional.binary_cross_entropy_with_logits"
+    assert bce.vs_native is not None and bce.vs_native > 0
+    asl = by[("asl", "float32")]
+    assert asl.native is None and asl.public == "ASL paper reference (torch)"
+    assert by[("zlpr", "float32")].native is None
+    assert bce.saved_mb is not None and bce.saved_mb > 0
+
+
+def test_asl_reference_computes_asl():
+    """The public reference written from the paper is the same loss as mlloss's asl."""
+    import mlloss
+
+    x = torch.randn(6, 5, dtype=torch.float64)
+    y = (torch.rand(6, 5) < 0.4).double()
+    reference = bench._asl_reference(torch)(x, y, eps=0.0)
+    ours = mlloss.get("asl", backend="torch")(x, y)
+    torch.testing.assert_close(reference, ours, rtol=1e-10, atol=1e-12)
+
+
+def test_cli_bench_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(
+        [
+            "bench",
+            "--loss",
+            "sigmoid_bce",
+            "--backend",
+            "torch",
+            "--shape",
+            "4x3",
+            "--repeat",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
+    assert code == 0
+    assert "| sigmoid_bce | torch | 4x3 | float32 |" in capsys.readouterr().out
+    rows = json.loads(out.read_text())
+    assert {"vs_native", "passes", "saved_mb"} <= set(rows[0])
+
+
+def test_cli_bench_rejects_a_bad_shape(capsys):
+    assert main(["bench", "--shape", "big"]) == 2
+    assert "--shape expects NxC" in capsys.readouterr().err
