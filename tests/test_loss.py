@@ -303,8 +303,14 @@ def test_shape_mismatch_names_both_shapes():
         ValueError, match=r"sigmoid_bce: targets expect the shape .*\(3, 5\).*\(3, 4\)"
     ):
         mlloss.get("sigmoid_bce")(np.zeros((3, 5)), np.zeros((3, 4)))
-    with pytest.raises(ValueError, match=r"sparse_softmax_ce: targets .*expect shape \(3,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"sparse_softmax_ce: targets expect class indices of shape \(3,\); got shape "
+        r"\(3, 5\)",
+    ):
         mlloss.get("sparse_softmax_ce")(np.zeros((3, 5)), np.zeros((3, 5), dtype=int))
+    with pytest.raises(ValueError, match=r"targets \(class indices\) expect shape \(3,\)"):
+        mlloss.get("sparse_softmax_ce")(np.zeros((3, 5)), np.zeros((4,), dtype=int))
 
 
 def test_integer_logits_are_a_type_error():
