@@ -313,13 +313,17 @@ class Loss:
         indices in [0, C) or the ignore index; NaN passes (NaN in, NaN out). Two reductions and
         one read of a boolean when every target is in range (the full test runs only when one
         is not, as missing labels are); the offending entry is found only when there is one."""
-        if not ops.shape(y) or 0 in ops.shape(y):
+        dtype = ops.dtype_name(y)
+        if not ops.shape(y) or 0 in ops.shape(y) or dtype == "bool":  # bool is 0 or 1
             return
         classes = ops.shape(x)[-1]
-        # the common case costs two reductions: every target already in [0, 1] (or [0, C))
-        low, high = -ops.max(-y), ops.max(y)
+        # the common case costs two reductions: every target already in [0, 1] (or [0, C));
+        # an unsigned dtype cannot go below 0 (nor be negated)
         top = classes - 1 if self.spec.target_kind == "class_index" else 1
-        if bool(np.asarray(ops.to_numpy((low >= 0) & (high <= top)))):
+        in_range = ops.max(y) <= top
+        if not dtype.startswith("uint"):
+            in_range = in_range & (-ops.max(-y) >= 0)
+        if bool(np.asarray(ops.to_numpy(in_range))):
             return
         if self.spec.target_kind == "class_index":
             ignore = self.params["ignore_index"]

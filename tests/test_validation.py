@@ -122,3 +122,18 @@ def test_the_check_is_skipped_inside_compiled_code(backend):
 def test_the_wrong_kind_of_target(name, x_shape, y, match):
     with pytest.raises(ValueError, match=match):
         mlloss.get(name, backend="numpy")(np.zeros(x_shape), y)
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_boolean_and_unsigned_targets(backend):
+    """bool and uint8 multi-hot targets are in range by their dtype (uint cannot be negated)."""
+    x = to_backend(backend, X)
+    for dtype in ("bool", "uint8"):
+        y = np.array([[1, 0, 1, 0], [0, 0, 1, 1], [1, 1, 1, 1]]).astype(dtype)
+        value = mlloss.get("sigmoid_bce", backend=backend)(x, to_backend(backend, y))
+        assert np.isclose(
+            float(np.asarray(mlloss.backends.load(backend).to_numpy(value))), np.log(2.0)
+        )
+    too_big = to_backend(backend, np.full((3, 4), 2, dtype="uint8"))
+    with pytest.raises(ValueError, match=r"got 2 at index \(0, 0\) \(12 such entries\)"):
+        mlloss.get("sigmoid_bce", backend=backend)(x, too_big)
