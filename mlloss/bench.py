@@ -102,6 +102,23 @@ def _native_for(spec, backend):
     return found, False
 
 
+def _native_fn(spec, backend, mean, labels_first=False):
+    """(name, fn(x, y) -> the mean loss) of the backend framework's own loss, or (None, None)."""
+    found, average = _native_for(spec, backend)
+    if found is None:
+        return None, None
+    from mlloss.conformance.natives import resolve
+
+    native, kwargs = found
+    target = resolve(native.name)
+
+    def fn(a, b):
+        out = target(labels=b, logits=a, **kwargs) if labels_first else target(a, b, **kwargs)
+        return mean(out) if average else out
+
+    return native.name, fn
+
+
 def _asl_reference(torch):
     """ASL as the paper's reference code computes it (Ridnik et al., ICCV 2021), written here
     in torch from the paper: clip the negatives' probability, then the asymmetric focusing."""
@@ -145,18 +162,7 @@ def bench_torch(spec, shape, dtype, repeat):
         return total[0] / 2**20
 
     loss = mlloss.get(spec.name, backend="torch", validate=False)
-    found, average = _native_for(spec, "torch")
-    native_fn = None
-    if found is not None:
-        from mlloss.conformance.natives import resolve
-
-        native, kwargs = found
-        target = resolve(native.name)
-
-        def native_fn(a, b):
-            out = target(a, b, **kwargs)
-            return out.mean() if average else out
-
+    native_name, native_fn = _native_fn(spec, "torch", torch.mean)
     public_name, public_fn = None, None
     if spec.name == "asl":
         public_name, public_fn = "ASL paper reference (torch)", _asl_reference(torch)
@@ -177,7 +183,7 @@ def bench_torch(spec, shape, dtype, repeat):
         "x".join(map(str, shape)),
         dtype,
         median_ms(step(loss), repeat),
-        found[0].name if found else None,
+        native_name,
         median_ms(step(native_fn), repeat) if native_fn else None,
         public_name if public_fn else None,
         median_ms(step(public_fn), repeat) if public_fn else None,
@@ -204,19 +210,8 @@ def bench_tensorflow(spec, shape, dtype, repeat):
 
         return lambda: run().numpy()
 
-    found, average = _native_for(spec, "tensorflow")
-    native_time = None
-    if found is not None:
-        from mlloss.conformance.natives import resolve
-
-        native, kwargs = found
-        target = resolve(native.name)
-
-        def native_fn(a, b):
-            out = target(labels=b, logits=a, **kwargs)
-            return tf.reduce_mean(out) if average else out
-
-        native_time = median_ms(compiled(native_fn), repeat)
+    native_name, native_fn = _native_fn(spec, "tensorflow", tf.reduce_mean, labels_first=True)
+    native_time = median_ms(compiled(native_fn), repeat) if native_fn else None
     floor = compiled(lambda a, b: tf.reduce_sum(a + 1.0))
     return Row(
         spec.name,
@@ -224,7 +219,7 @@ def bench_tensorflow(spec, shape, dtype, repeat):
         "x".join(map(str, shape)),
         dtype,
         median_ms(compiled(loss), repeat),
-        found[0].name if found else None,
+        native_name,
         native_time,
         None,
         None,
@@ -247,26 +242,15 @@ def bench_jax(spec, shape, dtype, repeat):
         run = jax.jit(jax.value_and_grad(fn))
         return lambda: jax.block_until_ready(run(x, y))
 
-    found, average = _native_for(spec, "jax")
-    native_time = None
-    if found is not None:
-        from mlloss.conformance.natives import resolve
-
-        native, kwargs = found
-        target = resolve(native.name)
-
-        def native_fn(a, b):
-            out = target(a, b, **kwargs)
-            return jnp.mean(out) if average else out
-
-        native_time = median_ms(compiled(native_fn), repeat)
+    native_name, native_fn = _native_fn(spec, "jax", jnp.mean)
+    native_time = median_ms(compiled(native_fn), repeat) if native_fn else None
     return Row(
         spec.name,
         "jax",
         "x".join(map(str, shape)),
         dtype,
         median_ms(compiled(loss), repeat),
-        found[0].name if found else None,
+        native_name,
         native_time,
         None,
         None,

@@ -63,3 +63,17 @@ def test_cli_bench_writes_json(tmp_path, capsys):
 def test_cli_bench_rejects_a_bad_shape(capsys):
     assert main(["bench", "--shape", "big"]) == 2
     assert "--shape expects NxC" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("backend", "native"),
+    [
+        ("tensorflow", "tf.nn.sigmoid_cross_entropy_with_logits"),
+        ("jax", "optax.losses.sigmoid_binary_cross_entropy"),
+    ],
+)
+def test_compiled_backends_pair_with_their_natives(backend, native):
+    pytest.importorskip(backend)
+    (row,) = bench.run(["sigmoid_bce"], [backend], shapes=[(4, 3)], repeat=1)
+    assert (row.backend, row.dtype, row.native) == (backend, "float32", native)
+    assert row.native_ms is not None and row.native_ms > 0 and row.saved_mb is None
