@@ -280,7 +280,7 @@ class NativeLoss:
         takes them."""
         index = 0
         if len(self.losses) > 1 or self.refused:
-            integer = _dtype_kind(targets, self.backend, predictions) in "iub"
+            integer = _dtype_kind(targets, self.backend, predictions) in "iu"
             kind = "class_index" if integer else "multi_hot"
             if kind in self.refused:
                 raise ValueError(
