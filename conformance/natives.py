@@ -186,9 +186,7 @@ _RUNNERS: dict[str, Callable[..., tuple[np.ndarray, np.ndarray | None]]] = {
 
 def unreduced(native: Native, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The native's arguments with its reduction switched off (where it has one)."""
-    if native.reduce in ("reduction", "index_reduction"):
-        return {**kwargs, "reduction": "none"}
-    if native.reduce == "keras":
+    if native.reduce in ("reduction", "index_reduction", "keras"):
         return {**kwargs, "reduction": "none"}
     return dict(kwargs)
 
@@ -260,7 +258,7 @@ def _fill(cell: Any, spec: LossSpec, mine: list[Native], fixture: Any, dtype: st
             if kwargs is None:
                 continue
             y = as_native_targets(native, spec, fixture.get(case["id"], dtype, "y"))
-            if y is None or not _targets_understood(native, spec, y, kwargs):
+            if y is None or not _targets_understood(native, spec, y):
                 continue
             x = fixture.get(case["id"], dtype, "x")
             cell.comparisons.extend(
@@ -276,7 +274,7 @@ def _fill(cell: Any, spec: LossSpec, mine: list[Native], fixture: Any, dtype: st
         cell.status, cell.reason = "skipped", "no fixture case has parameters the native expresses"
 
 
-def _targets_understood(native: Native, spec: LossSpec, y: np.ndarray, kwargs: Mapping) -> bool:
+def _targets_understood(native: Native, spec: LossSpec, y: np.ndarray) -> bool:
     """Class indices outside [0, C) are understood only by natives that ignore one index."""
     if spec.target_kind != "class_index" or y.size == 0:
         return True
