@@ -86,8 +86,8 @@ def _arguments(native: Any) -> str:
     parts += [f"`{a}`" for a, p in native.rename.items() if a == p]
     parts += [f"implies `{k}={v!r}`" for k, v in native.fixed.items()]
     if native.convert is not None:
-        doc = (native.convert.__doc__ or native.convert.__name__).split("\n")[0].strip()
-        parts.append(doc.replace("``", "`").rstrip("."))
+        doc = (native.convert.__doc__ or native.convert.__name__).split("\n\n")[0]
+        parts.append(" ".join(doc.split()).replace("``", "`").rstrip("."))
     parts += [f"`{k}={v!r}` only" for k, v in native.require.items()]
     return "; ".join(parts) or "none"
 
@@ -163,6 +163,8 @@ def render_porting(verified: Mapping[str, str]) -> str:
     ]
     for d in NATIVE_DIFFERENCES:
         where = ", ".join(d.cases) if d.cases else "every case"
+        if d.losses:
+            where += " of " + ", ".join(f"`{loss}`" for loss in d.losses)
         what = d.quantity or "values and gradients"
         natives = ", ".join(f"`{n}`" for n in d.natives)
         lines.append(f"- {natives} ({where}; {what}): {d.reason}.")
