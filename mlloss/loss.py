@@ -130,7 +130,7 @@ class Loss:
         values = _nan_in_nan_out(ops, self.spec.per, xc, self.spec.value(ops, xc, t, p))
         samples, counted = self._over_classes(ops, values, t, compute)
         denominator = self._denominator(ops, counted, t, p, compute)
-        reduced = _reduce(ops, samples, counted, self.reduction, denominator)
+        reduced = _reduce(ops, samples, self.reduction, denominator)
         upstream = _reduce_vjp(ops, samples, counted, self.reduction, denominator)
         if self.mean_over_classes:  # each sample's mean spreads its cotangent over its classes
             upstream = ops.expand_dims(upstream, -1) / _observed_classes(ops, t, compute)
@@ -373,7 +373,7 @@ class Loss:
         values = _nan_in_nan_out(ops, self.spec.per, xc, values)
         values, counted = self._over_classes(ops, values, t, compute)
         denominator = self._denominator(ops, counted, t, p, compute)
-        out = _reduce(ops, values, counted, self.reduction, denominator)
+        out = _reduce(ops, values, self.reduction, denominator)
         out_dtype = ops.dtype_name(x)
         return ops.cast(out, out_dtype) if out_dtype != compute else out
 
@@ -387,7 +387,10 @@ class Loss:
 
     def _denominator(self, ops: Ops, counted: Any, t: Prepared, p: Mapping[str, Any], compute: str):
         """What ``"mean"`` divides by: the number of counted entries; for ``"weighted_mean"``
-        the sum of the class weights of the counted samples' targets (torch's weighted mean)."""
+        the sum of the class weights of the counted samples' targets (torch's weighted mean).
+        None for ``"none"`` and ``"sum"``, which divide by nothing."""
+        if self.reduction not in ("mean", "weighted_mean"):
+            return None
         weights = ops.cast(counted, compute)
         w = p.get("class_weight")
         if self.reduction == "weighted_mean" and w is not None:
@@ -572,7 +575,7 @@ def _observed_classes(ops: Ops, t: Prepared, compute: str) -> Any:
     return ops.maximum(ops.sum(ops.cast(t.mask, compute), axis=-1, keepdims=True), 1.0)
 
 
-def _reduce(ops: Ops, values: Any, counted: Any, reduction: str, denominator: Any) -> Any:
+def _reduce(ops: Ops, values: Any, reduction: str, denominator: Any) -> Any:
     """``denominator``: what a mean divides by; when it is 0 nothing counted, and the sum (0)
     is returned rather than 0 / 0."""
     if reduction == "none":
