@@ -108,12 +108,19 @@ def focal_grad(ops, x, t, p):
     return ops.where(t.mask, _alpha_t(y, p["alpha"]) * grad, 0.0)
 
 
-def focal_definition(ops, x, t, p):
-    y, q = _smoothed(t, p), ops.sigmoid(x)
-    p_t = q * y + (1.0 - q) * (1.0 - y)
+def _textbook_focal(ops, prob, q, t, p):
+    """alpha_t (1 - p_t)^gamma BCE as the paper writes it: p_t from the probability ``prob``,
+    the cross-entropy from ``q`` (the same probability, or its clipped copy)."""
+    y = _smoothed(t, p)
+    p_t = prob * y + (1.0 - prob) * (1.0 - y)
     bce = -(y * ops.log(q) + (1.0 - y) * ops.log(1.0 - q))
     loss = _alpha_t(y, p["alpha"]) * (1.0 - p_t) ** p["gamma"] * bce
     return ops.where(t.mask, loss, 0.0)
+
+
+def focal_definition(ops, x, t, p):
+    q = ops.sigmoid(x)
+    return _textbook_focal(ops, q, q, t, p)
 
 
 FOCAL = LossSpec(
@@ -213,13 +220,7 @@ def bce_focal_grad(ops, x, t, p):
 
 
 def bce_focal_definition(ops, x, t, p):
-    y = _smoothed(t, p)
-    prob = ops.clip(x, 0.0, 1.0)
-    q = ops.clip(x, *clip_bounds(ops, x, p))
-    p_t = y * prob + (1.0 - y) * (1.0 - prob)
-    bce = -(y * ops.log(q) + (1.0 - y) * ops.log(1.0 - q))
-    loss = _alpha_t(y, p["alpha"]) * (1.0 - p_t) ** p["gamma"] * bce
-    return ops.where(t.mask, loss, 0.0)
+    return _textbook_focal(ops, ops.clip(x, 0.0, 1.0), ops.clip(x, *clip_bounds(ops, x, p)), t, p)
 
 
 BCE_FOCAL = LossSpec(
