@@ -193,13 +193,33 @@ def bench_torch(spec, shape, dtype, repeat):
     )
 
 
+def _bench_compiled(spec, backend, shape, dtype, repeat, compiled, mean, floor, **native):
+    """One row for a backend that compiles: mlloss, the framework's own loss and the floor
+    each run through ``compiled(fn)`` (fn(x, y) -> a scalar), which returns a timed step."""
+    loss = mlloss.get(spec.name, backend=backend, validate=False)
+    native_name, native_fn = _native_fn(spec, backend, mean, **native)
+    return Row(
+        spec.name,
+        backend,
+        "x".join(map(str, shape)),
+        dtype,
+        median_ms(compiled(loss), repeat),
+        native_name,
+        median_ms(compiled(native_fn), repeat) if native_fn else None,
+        None,
+        None,
+        median_ms(compiled(floor), repeat),
+        None,
+        None,
+    )
+
+
 def bench_tensorflow(spec, shape, dtype, repeat):
     import tensorflow as tf
 
     x_np, y_np = _inputs(spec, shape)
     x = tf.Variable(x_np.astype(dtype))
     y = tf.constant(y_np) if y_np.dtype.kind in "iu" else tf.constant(y_np.astype(dtype))
-    loss = mlloss.get(spec.name, backend="tensorflow", validate=False)
 
     def compiled(fn):
         @tf.function
@@ -210,22 +230,19 @@ def bench_tensorflow(spec, shape, dtype, repeat):
 
         return lambda: run().numpy()
 
-    native_name, native_fn = _native_fn(spec, "tensorflow", tf.reduce_mean, labels_first=True)
-    native_time = median_ms(compiled(native_fn), repeat) if native_fn else None
-    floor = compiled(lambda a, b: tf.reduce_sum(a + 1.0))
-    return Row(
-        spec.name,
+    def floor(a, b):
+        return tf.reduce_sum(a + 1.0)
+
+    return _bench_compiled(
+        spec,
         "tensorflow",
-        "x".join(map(str, shape)),
+        shape,
         dtype,
-        median_ms(compiled(loss), repeat),
-        native_name,
-        native_time,
-        None,
-        None,
-        median_ms(floor, repeat),
-        None,
-        None,
+        repeat,
+        compiled,
+        tf.reduce_mean,
+        floor,
+        labels_first=True,
     )
 
 
@@ -236,28 +253,15 @@ def bench_jax(spec, shape, dtype, repeat):
     x_np, y_np = _inputs(spec, shape)
     x = jnp.asarray(x_np, dtype=dtype)
     y = jnp.asarray(y_np) if y_np.dtype.kind in "iu" else jnp.asarray(y_np, dtype=dtype)
-    loss = mlloss.get(spec.name, backend="jax", validate=False)
 
     def compiled(fn):
         run = jax.jit(jax.value_and_grad(fn))
         return lambda: jax.block_until_ready(run(x, y))
 
-    native_name, native_fn = _native_fn(spec, "jax", jnp.mean)
-    native_time = median_ms(compiled(native_fn), repeat) if native_fn else None
-    return Row(
-        spec.name,
-        "jax",
-        "x".join(map(str, shape)),
-        dtype,
-        median_ms(compiled(loss), repeat),
-        native_name,
-        native_time,
-        None,
-        None,
-        median_ms(compiled(lambda a, b: jnp.sum(a + 1.0)), repeat),
-        None,
-        None,
-    )
+    def floor(a, b):
+        return jnp.sum(a + 1.0)
+
+    return _bench_compiled(spec, "jax", shape, dtype, repeat, compiled, jnp.mean, floor)
 
 
 RUNNERS = {"torch": bench_torch, "tensorflow": bench_tensorflow, "jax": bench_jax}
