@@ -190,6 +190,12 @@ class TorchOps(OpsBase):
         weakref.finalize(fused, _fused_pairs.pop, key, None)
         return fused
 
+    def fused_kernel(self, name, params, reduction, per, mean_over_classes):
+        """A hand-fused eager kernel for this loss (see torch_kernels), or None."""
+        from mlloss.backends.torch_kernels import kernel_for
+
+        return kernel_for(name, params, reduction, per, mean_over_classes)
+
     def value_and_grad(self, f, x, *more):
         with torch.enable_grad():
             leaves = [a.detach().requires_grad_(True) for a in (x, *more)]

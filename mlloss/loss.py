@@ -78,6 +78,7 @@ class Loss:
             k: np.array(v) for k, v in self.params.items() if _is_per_class(spec, k, v)
         }
         self._fused_fns: dict[str, Callable[..., Any]] = {}
+        self._kernels: dict[str, Callable[..., Any] | None] = {}
         if backend is not None:
             # asked for by name: load and build now, not inside a compiled trace (where
             # neither an import nor a class statement can run)
@@ -103,8 +104,8 @@ class Loss:
     def __call__(self, logits: Any, targets: Any, **heads: Any) -> Any:
         """The loss, reduced as asked, as a tensor of the backend's type and the input's dtype.
         A loss with extra heads (``partition``: ``count=``) takes them as keywords."""
-        ops, x, y, h = self._inputs(logits, targets, heads)
-        return self._forward(ops, x, y, h, fused=self.fused)
+        ops, x, y, h, in_range = self._inputs(logits, targets, heads)
+        return self._forward(ops, x, y, h, fused=self.fused, in_range=in_range)
 
     @_plain_python
     def value_and_grad(self, logits: Any, targets: Any, **heads: Any) -> tuple[Any, Any]:
@@ -116,10 +117,10 @@ class Loss:
         TensorFlow and JAX differentiate the loss as it runs (through the fused backward when
         there is one).
         """
-        ops, x, y, h = self._inputs(logits, targets, heads)
+        ops, x, y, h, in_range = self._inputs(logits, targets, heads)
         if ops.autodiff:
             return ops.value_and_grad(
-                lambda v, *hv: self._forward(ops, v, y, hv, fused=self.fused), x, *h
+                lambda v, *hv: self._forward(ops, v, y, hv, self.fused, in_range), x, *h
             )
         if self.spec.grad is None:
             raise NotImplementedError(
@@ -207,7 +208,9 @@ class Loss:
 
     def _inputs(
         self, logits: Any, targets: Any, heads: Mapping[str, Any]
-    ) -> tuple[Ops, Any, Any, tuple[Any, ...]]:
+    ) -> tuple[Ops, Any, Any, tuple[Any, ...], bool]:
+        """The backend, the logits and targets as its tensors, the heads, and whether the
+        targets' values were checked and every one is in range with none missing."""
         names = self.spec.heads
         unknown = sorted(set(heads) - set(names))
         missing = [n for n in names if n not in heads]
@@ -238,8 +241,9 @@ class Loss:
             )
         y = targets if ops.is_tensor(targets) else ops.asarray(targets, like=x)
         self._check_shapes(ops, x, y)
+        in_range = False
         if self.validate and ops.is_concrete(y):
-            self._check_targets(ops, x, y)
+            in_range = self._check_targets(ops, x, y)
         h = []
         for head, value in zip(names, values, strict=True):
             v = value if ops.is_tensor(value) else ops.asarray(value, dtype=dtype, like=x)
@@ -254,7 +258,7 @@ class Loss:
                     f"{self._first_arg} {ops.shape(x)}); got {ops.shape(v)}"
                 )
             h.append(v)
-        return ops, x, y, tuple(h)
+        return ops, x, y, tuple(h), in_range
 
     @property
     def _first_arg(self) -> str:
@@ -308,14 +312,16 @@ class Loss:
                     f"class of {self._first_arg} {xs}); got {value.shape[0]}"
                 )
 
-    def _check_targets(self, ops: Ops, x: Any, y: Any) -> None:
+    def _check_targets(self, ops: Ops, x: Any, y: Any) -> bool:
         """Targets in the loss's domain: multi-hot labels in [0, 1] or -1 (missing), class
         indices in [0, C) or the ignore index; NaN passes (NaN in, NaN out). Two reductions and
         one read of a boolean when every target is in range (the full test runs only when one
-        is not, as missing labels are); the offending entry is found only when there is one."""
+        is not, as missing labels are); the offending entry is found only when there is one.
+
+        True when that first test passed: every target in [0, 1] (or [0, C)), none missing."""
         dtype = ops.dtype_name(y)
         if not ops.shape(y) or 0 in ops.shape(y) or dtype == "bool":  # bool is 0 or 1
-            return
+            return False
         classes = ops.shape(x)[-1]
         # the common case costs two reductions: every target already in [0, 1] (or [0, C));
         # an unsigned dtype cannot go below 0 (nor be negated)
@@ -324,7 +330,7 @@ class Loss:
         if not dtype.startswith("uint"):
             in_range = in_range & (-ops.max(-y) >= 0)
         if bool(np.asarray(ops.to_numpy(in_range))):
-            return
+            return True
         if self.spec.target_kind == "class_index":
             ignore = self.params["ignore_index"]
             bad = ((y < 0) | (y >= classes)) & (y != ignore)
@@ -333,7 +339,7 @@ class Loss:
             bad = ((y < 0) & (y != -1)) | (y > 1)
             expected = "labels in [0, 1], or -1 for a missing label"
         if not bool(np.asarray(ops.to_numpy(ops.any(bad)))):
-            return
+            return False
         flags = np.asarray(ops.to_numpy(bad))
         index = tuple(int(i) for i in np.argwhere(flags)[0])
         value = np.asarray(ops.to_numpy(y))[index]
@@ -363,7 +369,20 @@ class Loss:
         p.update(zip(self.spec.heads, hc, strict=True))
         return compute, xc, hc, t, p
 
-    def _forward(self, ops: Ops, x: Any, y: Any, heads: tuple[Any, ...], fused: bool) -> Any:
+    def _forward(
+        self,
+        ops: Ops,
+        x: Any,
+        y: Any,
+        heads: tuple[Any, ...],
+        fused: bool,
+        in_range: bool = False,
+    ) -> Any:
+        if fused:
+            kernel = self._kernel(ops)
+            out = None if kernel is None else kernel(x, y, in_range)
+            if out is not None:
+                return out
         compute, xc, hc, t, p = self._prepare(ops, x, y, heads)
         if fused:
             fn = self._fused_fn(ops)
@@ -398,6 +417,19 @@ class Loss:
                 w = ops.sum(ops.one_hot(t.y, ops.shape(w)[0], compute) * w, axis=-1)
             weights = weights * w
         return ops.sum(weights)
+
+    def _kernel(self, ops: Ops) -> Callable[..., Any] | None:
+        """The backend's fused kernel for this loss and these settings, if it has one
+        (``fn(x, y, in_range) -> value``, or None where the call needs the spec's formula)."""
+        if ops.name not in self._kernels:
+            find = getattr(ops, "fused_kernel", None)
+            found = None
+            if find is not None:
+                found = find(
+                    self.name, self.params, self.reduction, self.spec.per, self.mean_over_classes
+                )
+            self._kernels.setdefault(ops.name, found)
+        return self._kernels[ops.name]
 
     def _fused_fn(self, ops: Ops) -> Callable[..., Any]:
         """The spec's value with its closed-form gradient as the backward, built once a backend.

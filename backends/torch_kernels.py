@@ -1,0 +1,357 @@
+"""Fused eager kernels for the most used losses on torch, proved equal to their specs.
+
+Eager torch runs every operation of a spec's formula as a kernel of its own (a focal loss is
+dozens of passes over the logits). For the losses people train with most, this module
+computes the same value and gradient in a handful of passes: the reduction folded into a dot
+product, the gradient's scale folded into its last multiply, and nothing kept for the
+backward but the logits and the targets. The spec stays the definition: a kernel is used
+only where it computes exactly what the spec says, and every result it gives is checked by
+the conformance suite through ``mlloss.get`` like any other.
+
+A kernel covers the common case, and says so by asking for a fallback otherwise:
+
+- it runs only eagerly (not inside ``torch.compile``, where the spec's formula compiles into
+  one fused kernel anyway, nor on functorch's wrapped tensors), for ``"mean"`` and ``"sum"``,
+  for the parameter values listed in its ``supports``;
+- each call checks, in one device-to-host read, that the targets are in the kernel's domain
+  (no missing labels, class indices in range, binary labels where the kernel needs them) and
+  that the result is finite. A NaN or infinite logit makes the result non-finite, so those
+  calls go through the spec's formula with its non-finite policy, as does an empty batch.
+
+Each kernel is a ``forward(x, y, p) -> (sum of the unreduced values, domain checks)`` and a
+``grad(x, y, p, scale) -> scale * d sum / d x``, both in the compute dtype (float32 for half
+precision inputs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+Forward = Callable[..., torch.Tensor]
+Grad = Callable[..., torch.Tensor]
+
+# the smallest logit whose sigmoid is still a normal number, with a margin: below it log(p)
+# of a subnormal p loses digits, and a call falls back to the spec's log_sigmoid
+_LOG_SIGMOID_SAFE = {torch.float32: -80.0, torch.float64: -700.0}
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """``forward(x, y, p) -> (sum of the unreduced values, extra checks)`` and
+    ``grad(x, y, p, scale) -> scale * d sum / d x``, in the compute dtype."""
+
+    forward: Forward
+    grad: Grad
+    supports: Callable[[Mapping[str, Any]], bool]
+    per_sample_mean: bool = False  # multilabel_soft_margin: each sample's mean over classes
+    labels: str = "unit"  # "unit": multi-hot in [0, 1]; "index": class indices in [0, C)
+    binary: bool = False  # needs every label to be 0 or 1
+
+
+# Every large temporary costs a fresh allocation on the CPU (its pages are faulted in anew each
+# call), so the kernels write into the temporaries they already have wherever they can.
+
+
+def _zero(x: torch.Tensor) -> torch.Tensor:
+    return torch.zeros((), dtype=x.dtype, device=x.device)
+
+
+def _flat_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.dot(a.reshape(-1), b.reshape(-1))
+
+
+def _row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """sum_c a_c b_c for each row, shaped (..., 1), without an (N, C) temporary."""
+    classes = a.shape[-1]
+    out = torch.bmm(a.reshape(-1, 1, classes), b.reshape(-1, classes, 1))
+    return out.reshape(*a.shape[:-1], 1)
+
+
+def _smoothed(y: torch.Tensor, s: float) -> torch.Tensor:
+    """Binary label smoothing toward 0.5, as the spec's smooth_binary."""
+    return y if s == 0.0 else y.mul(1.0 - s).add_(0.5 * s)
+
+
+def _signed(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """z = x (1 - 2y): for a label in {0, 1}, the logit signed so that the entry's BCE is
+    softplus(z) and its 1 - p_t is sigmoid(z). Exact: x - 2x = -x in floating point."""
+    return torch.addcmul(x, x, y, value=-2.0, out=out)
+
+
+# sigmoid_bce, multilabel_soft_margin -----------------------------------------------------------
+
+
+def _sigmoid_bce_forward(x, y, p):
+    """y softplus(-x) + (1 - y) softplus(x) = softplus(z) - (y - r) x, with r = round(y) the
+    nearer hard label and z = x (1 - 2r). For labels in {0, 1} the second term is exactly 0
+    and softplus(z) is the exact per-entry loss (no cancellation between softplus(x) and
+    x y); for soft labels the two terms cancel at most one bit.
+
+    One temporary: r - y is exact for y in [0, 1] (Sterbenz), so adding y back gives r again,
+    and z and softplus(z) are then written over it."""
+    y = _smoothed(y, p.get("label_smoothing", 0.0))
+    buffer = torch.round(y).sub_(y)
+    correction = _flat_dot(buffer, x)
+    z = _signed(x, buffer.add_(y), out=buffer)
+    return torch.logaddexp(z, _zero(z), out=z).sum() + correction, []
+
+
+def _sigmoid_bce_grad(x, y, p, scale):
+    y = _smoothed(y, p.get("label_smoothing", 0.0))
+    return torch.sigmoid(x).sub_(y).mul_(scale)
+
+
+def _no_weights(p):
+    return p.get("pos_weight") is None and p.get("class_weight") is None
+
+
+# softmax_ce, sparse_softmax_ce, poly1 ---------------------------------------------------------
+
+
+def _softmax_ce_coefficients(y, p, classes):
+    """(a, s/C): the target distribution is q = a y + s/C, a per row ((1 - s) / the row's
+    label count with normalize_targets, else 1 - s)."""
+    s = p["label_smoothing"]
+    a: Any = 1.0 - s
+    if p["normalize_targets"]:
+        a = (1.0 - s) / y.sum(dim=-1, keepdim=True).clamp_min_(1.0)
+    return a, s / classes
+
+
+def _softmax_ce_forward(x, y, p):
+    log_p = torch.log_softmax(x, dim=-1)
+    a, uniform = _softmax_ce_coefficients(y, p, x.shape[-1])
+    # one coefficient for every row, or one per row (normalize_targets)
+    total = -a * _flat_dot(y, log_p) if isinstance(a, float) else -(a * _row_dot(y, log_p)).sum()
+    if uniform:
+        total = total - uniform * log_p.sum()
+    return total, []
+
+
+def _softmax_ce_grad(x, y, p, scale):
+    """softmax sum_c q_c - q, times the scale."""
+    a, uniform = _softmax_ce_coefficients(y, p, x.shape[-1])
+    mass = a * y.sum(dim=-1, keepdim=True) + uniform * x.shape[-1]
+    grad = torch.softmax(x, dim=-1).mul_(mass * scale).addcmul_(y, a * scale, value=-1.0)
+    return grad.sub_(uniform * scale) if uniform else grad
+
+
+def _plain_softmax_ce(p):
+    return p.get("class_weight") is None
+
+
+def _sparse_forward(x, y, p):
+    log_p = torch.log_softmax(x, dim=-1)
+    s = p["label_smoothing"]
+    total = -(1.0 - s) * log_p.gather(-1, y.unsqueeze(-1)).sum()
+    if s:
+        total = total - (s / x.shape[-1]) * log_p.sum()
+    return total, []
+
+
+def _sparse_grad(x, y, p, scale):
+    s = p["label_smoothing"]
+    grad = torch.softmax(x, dim=-1).mul_(scale)
+    index = y.unsqueeze(-1)
+    grad.scatter_add_(-1, index, (scale * -(1.0 - s)).to(grad.dtype).expand(index.shape))
+    return grad.sub_(scale * (s / x.shape[-1])) if s else grad
+
+
+def _poly1_forward(x, y, p):
+    """cross-entropy + epsilon (sum_c y_c - sum_c y_c softmax_c), summed over the rows."""
+    log_p = torch.log_softmax(x, dim=-1)
+    cross_entropy = -_flat_dot(y, log_p)
+    p_t = _flat_dot(y, log_p.exp_())
+    return cross_entropy + p["epsilon"] * (y.sum() - p_t), []
+
+
+def _poly1_grad(x, y, p, scale):
+    """softmax (n + eps p_t - eps y) - y per row (n = sum_c y_c, p_t = sum_c y_c softmax_c)."""
+    eps = p["epsilon"]
+    softmax = torch.softmax(x, dim=-1)
+    row = y.sum(dim=-1, keepdim=True).add_(_row_dot(softmax, y), alpha=eps)
+    coefficient = torch.add(row, y, alpha=-eps)
+    return coefficient.mul_(softmax).sub_(y).mul_(scale)
+
+
+# focal, asl -----------------------------------------------------------------------------------
+
+
+def _focal_forward(x, y, p):
+    """alpha_t sigmoid(z)^gamma softplus(z), z = x (1 - 2y) (labels in {0, 1})."""
+    z = _signed(x, y)
+    gamma, alpha = p["gamma"], p["alpha"]
+    weight = torch.sigmoid(z).pow_(gamma) if gamma != 0.0 else None
+    loss = torch.logaddexp(z, _zero(z), out=z)
+    if alpha is not None:  # alpha_t = (1 - alpha) + (2 alpha - 1) y
+        alpha_t = y.mul(2.0 * alpha - 1.0).add_(1.0 - alpha)
+        weight = alpha_t if weight is None else weight.mul_(alpha_t)
+    return (loss.sum() if weight is None else _flat_dot(loss, weight)), []
+
+
+def _focal_grad(x, y, p, scale):
+    """(1 - 2y) alpha_t sigmoid(z)^gamma [gamma sigmoid(-z) softplus(z) + sigmoid(z)]; for y
+    in {0, 1}, (1 - 2y) alpha_t = a + b y."""
+    z = _signed(x, y)
+    gamma, alpha = p["gamma"], p["alpha"]
+    s = torch.sigmoid(z)
+    if gamma != 0.0:
+        s_neg = torch.sigmoid(torch.neg(z), out=None)
+        softplus = torch.logaddexp(z, _zero(z), out=z)
+        grad = torch.addcmul(s, s_neg, softplus, value=gamma, out=s_neg).mul_(s.pow_(gamma))
+    else:
+        grad = s
+    a, b = (1.0, -2.0) if alpha is None else (1.0 - alpha, -1.0)
+    return grad.mul_(torch.addcmul(scale * a, y, scale, value=b, out=z))
+
+
+def _focal_supported(p):
+    return p.get("label_smoothing", 0.0) == 0.0
+
+
+def _asl_forward(x, y, p):
+    """Positives -log p (gamma_pos = 0), negatives p_m^gamma_neg (-log(1 - p_m)), chosen per
+    entry by lerp, which is exact at y = 0 and y = 1 (the loss is linear in y)."""
+    q = torch.sigmoid(x)
+    p_m = (q - p["clip"]).clamp_min_(0.0)
+    negative = torch.log1p(torch.neg(p_m)).neg_().mul_(p_m.pow_(p["gamma_neg"]))
+    positive = q.log_().neg_()
+    safe = x.amin() >= _LOG_SIGMOID_SAFE[x.dtype]
+    return torch.lerp(negative, positive, y, out=negative).sum(), [safe]
+
+
+def _asl_grad(x, y, p, scale):
+    """Positives p - 1; negatives dp_m [p_m^g / (1 - p_m) + g p_m^(g - 1) (-log(1 - p_m))],
+    dp_m = p (1 - p) where p > clip (0 at and below it: the left-hand derivative)."""
+    gamma_neg = p["gamma_neg"]
+    q = torch.sigmoid(x)
+    d_pm = torch.addcmul(q, q, q, value=-1.0)
+    p_m = q - p["clip"]
+    d_pm.mul_(p_m > 0)
+    p_m.clamp_min_(0.0)
+    neg_log = torch.log1p(torch.neg(p_m)).neg_()
+    inner = torch.div(p_m, torch.rsub(p_m, 1.0)).add_(neg_log, alpha=gamma_neg)
+    negative = inner.mul_(p_m.pow_(gamma_neg - 1.0)).mul_(d_pm)
+    return torch.lerp(negative, q.sub_(1.0), y, out=negative).mul_(scale)
+
+
+def _asl_supported(p):
+    # gamma_neg >= 1 keeps p_m^(gamma_neg - 1) finite at p_m = 0
+    return (
+        p["gamma_pos"] == 0.0
+        and p["gamma_neg"] >= 1.0
+        and p["clip"] > 0.0
+        and not p["stop_grad_weight"]
+    )
+
+
+KERNELS: dict[str, Kernel] = {
+    "sigmoid_bce": Kernel(_sigmoid_bce_forward, _sigmoid_bce_grad, _no_weights),
+    "multilabel_soft_margin": Kernel(
+        _sigmoid_bce_forward, _sigmoid_bce_grad, _no_weights, per_sample_mean=True
+    ),
+    "softmax_ce": Kernel(_softmax_ce_forward, _softmax_ce_grad, _plain_softmax_ce),
+    "sparse_softmax_ce": Kernel(_sparse_forward, _sparse_grad, _plain_softmax_ce, labels="index"),
+    "poly1": Kernel(_poly1_forward, _poly1_grad, lambda p: True),
+    "focal": Kernel(_focal_forward, _focal_grad, _focal_supported, binary=True),
+    "asl": Kernel(_asl_forward, _asl_grad, _asl_supported),
+}
+
+_COMPUTE = {torch.float16: torch.float32, torch.bfloat16: torch.float32}
+
+
+def _in_domain(kernel: Kernel, y: torch.Tensor, classes: int, checked: bool) -> bool:
+    """Whether the kernel can take these targets, read in one device-to-host copy.
+    ``checked``: the caller's validation already found every target in [0, 1] (or [0, C)),
+    with nothing missing."""
+    flags = []
+    if not checked:
+        low, high = torch.aminmax(y)
+        top = classes - 1 if kernel.labels == "index" else 1
+        flags += [low >= 0, high <= top]
+    if kernel.binary:  # y - y^2 is 0 exactly when y is 0 or 1
+        flags.append(~torch.addcmul(y, y, y, value=-1.0).any())
+    return not flags or bool(torch.stack(flags).all())
+
+
+class _KernelFunction(torch.autograd.Function):
+    """The kernel's value in forward (with a flag: whether the kernel could take the call),
+    its gradient in backward from the saved logits and targets."""
+
+    @staticmethod
+    def forward(ctx, x, y, name, params, scale, checked):
+        kernel = KERNELS[name]
+        if not _in_domain(kernel, y, x.shape[-1], checked):
+            ok = torch.zeros((), dtype=torch.bool, device=x.device)
+            ctx.mark_non_differentiable(ok)
+            return torch.zeros((), dtype=x.dtype, device=x.device), ok
+        compute = _COMPUTE.get(x.dtype, x.dtype)
+        xc = x.to(compute)
+        yc = y if kernel.labels == "index" else y.to(compute)
+        total, checks = kernel.forward(xc, yc, params)
+        ok = torch.isfinite(total)
+        for check in checks:
+            ok = ok & check
+        ctx.save_for_backward(x, y)
+        ctx.name, ctx.params, ctx.scale = name, params, scale
+        ctx.mark_non_differentiable(ok)
+        return (total * scale).to(x.dtype), ok
+
+    @staticmethod
+    def backward(ctx, g, _):
+        x, y = ctx.saved_tensors
+        kernel = KERNELS[ctx.name]
+        compute = _COMPUTE.get(x.dtype, x.dtype)
+        xc = x.to(compute)
+        yc = y if kernel.labels == "index" else y.to(compute)
+        grad = kernel.grad(xc, yc, ctx.params, g.to(compute) * ctx.scale)
+        return grad.to(x.dtype), None, None, None, None, None
+
+
+def _plain(x: torch.Tensor) -> bool:
+    """An ordinary eager tensor (not a compile's fake tensor, nor a functorch wrapper)."""
+    if torch.compiler.is_compiling():
+        return False
+    wrapped = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", None)
+    return wrapped is None or not wrapped(x)
+
+
+def kernel_for(
+    name: str, params: Mapping[str, Any], reduction: str, per: str, mean_over_classes: bool
+) -> Callable[..., torch.Tensor | None] | None:
+    """The loss as one fused kernel, ``fn(x, y, checked) -> value | None`` (None: take the
+    spec's formula), or None when no kernel computes this loss with these settings."""
+    kernel = KERNELS.get(name)
+    if kernel is None or reduction not in ("mean", "sum", "weighted_mean"):
+        return None
+    if not kernel.supports(params):
+        return None
+    if reduction == "weighted_mean" and params.get("class_weight") is not None:
+        return None
+    ignore = params.get("ignore_index")
+    frozen = dict(params)
+
+    def run(x: torch.Tensor, y: torch.Tensor, checked: bool) -> torch.Tensor | None:
+        if x.numel() == 0 or x.dim() < 1 or not _plain(x):
+            return None
+        classes = x.shape[-1]
+        if kernel.labels == "index" and ignore is not None and 0 <= ignore < classes:
+            return None  # an ignored class inside the range would need a mask
+        # what the reduction divides the summed per-entry values by: a sample's mean over
+        # its classes divides by C, a mean over entries or samples by their number
+        over_classes = kernel.per_sample_mean or mean_over_classes
+        if reduction == "sum":
+            divide = classes if over_classes else 1
+        else:
+            divide = x.numel() if per == "element" or over_classes else x.numel() // classes
+        value, ok = _KernelFunction.apply(x, y, name, frozen, 1.0 / divide, checked)
+        return value if bool(ok) else None
+
+    return run
+
+
+__all__ = ["KERNELS", "Kernel", "kernel_for"]

@@ -1,0 +1,223 @@
+"""The fused eager torch kernels (backends/torch_kernels.py): each equals the spec's formula
+(``fused=False``) wherever it is used, it is used where it should be, it steps aside where its
+domain ends, and its backward keeps only the logits and the targets."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import mlloss  # noqa: E402
+from mlloss import backends  # noqa: E402
+from mlloss.backends.torch_kernels import KERNELS  # noqa: E402
+
+OPS = backends.load("torch")
+
+# every kernel with the parameter settings it takes
+SETTINGS = [
+    ("sigmoid_bce", {}),
+    ("sigmoid_bce", {"label_smoothing": 0.1}),
+    ("sigmoid_bce", {"mean_over_classes": True}),
+    ("multilabel_soft_margin", {}),
+    ("softmax_ce", {}),
+    ("softmax_ce", {"label_smoothing": 0.2}),
+    ("softmax_ce", {"normalize_targets": True}),
+    ("softmax_ce", {"normalize_targets": True, "label_smoothing": 0.2}),
+    ("sparse_softmax_ce", {}),
+    ("sparse_softmax_ce", {"label_smoothing": 0.2}),
+    ("poly1", {}),
+    ("poly1", {"epsilon": -0.5}),
+    ("focal", {}),
+    ("focal", {"alpha": 0.25}),
+    ("focal", {"gamma": 0.0}),
+    ("focal", {"gamma": 1.5, "alpha": 0.7}),
+    ("asl", {}),
+    ("asl", {"clip": 0.1, "gamma_neg": 2.0}),
+]
+# relative tolerance of kernel against formula, both computed in the same dtype
+RTOL = {torch.float64: 1e-13, torch.float32: 2e-6, torch.bfloat16: 1e-2}
+
+
+def _inputs(name, dtype, soft=False, shape=(33, 17), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(shape, generator=g, dtype=torch.float64) * 3).to(dtype)
+    if mlloss.spec(name).target_kind == "class_index":
+        return x, torch.randint(0, shape[-1], shape[:-1], generator=g)
+    if soft:
+        y = torch.rand(shape, generator=g, dtype=torch.float64)
+    else:
+        y = (torch.rand(shape, generator=g) < 0.3).double()
+    return x, y.to(dtype)
+
+
+def _both(name, params, reduction, x, y):
+    """(value, grad) through the kernel path and through the spec's formula."""
+    kwargs = dict(params)
+    fast = mlloss.get(name, backend="torch", reduction=reduction, **kwargs)
+    formula = mlloss.get(name, backend="torch", reduction=reduction, fused=False, **kwargs)
+    return fast, fast.value_and_grad(x, y), formula.value_and_grad(x, y)
+
+
+def _close(a, b, rtol):
+    a, b = a.double(), b.double()
+    scale = b.abs().max().clamp_min(1e-300)
+    assert float((a - b).abs().max() / scale) <= rtol, (a, b)
+
+
+def _kernel_used(loss, x, y):
+    kernel = loss._kernel(OPS)
+    return kernel is not None and kernel(x, y, False) is not None
+
+
+def test_every_kernel_is_covered():
+    assert {name for name, _ in SETTINGS} == set(KERNELS)
+
+
+@pytest.mark.parametrize("name, params", SETTINGS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_kernel_equals_formula(name, params, dtype, reduction):
+    x, y = _inputs(name, dtype)
+    loss, (value, grad), (value_f, grad_f) = _both(name, params, reduction, x, y)
+    assert _kernel_used(loss, x, y)
+    assert value.dtype == grad.dtype == dtype
+    _close(value, value_f, RTOL[dtype])
+    _close(grad, grad_f, RTOL[dtype])
+
+
+@pytest.mark.parametrize(
+    "name", ["sigmoid_bce", "multilabel_soft_margin", "softmax_ce", "poly1", "asl"]
+)
+def test_soft_labels(name):
+    x, y = _inputs(name, torch.float64, soft=True)
+    loss, (value, grad), (value_f, grad_f) = _both(name, {}, "mean", x, y)
+    assert _kernel_used(loss, x, y)
+    _close(value, value_f, 1e-13)
+    _close(grad, grad_f, 1e-13)
+
+
+@pytest.mark.parametrize("name", ["sigmoid_bce", "focal"])
+def test_confident_correct_entries_keep_their_digits(name):
+    """Entries far on the right side have losses of e^-|x|: the kernel's value is exact to
+    float32's precision there (no softplus(x) - x y cancellation)."""
+    y = (torch.rand(64, 32, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+    x = torch.where(y > 0, 12.0, -12.0) + torch.rand(64, 32)
+    value, _ = mlloss.get(name, backend="torch").value_and_grad(x, y)
+    exact, _ = mlloss.get(name, backend="torch").value_and_grad(x.double(), y.double())
+    assert abs(float(value) / float(exact) - 1) < 1e-5
+
+
+def _fallback_cases():
+    x, y = _inputs("sigmoid_bce", torch.float64)
+    missing = y.clone()
+    missing[0, 0] = -1
+    nan_x, inf_x = x.clone(), x.clone()
+    nan_x[1, 2] = float("nan")
+    inf_x[2, 3] = float("inf")
+    xi, yi = _inputs("sparse_softmax_ce", torch.float64)
+    yi_ignored = yi.clone()
+    yi_ignored[0] = -100
+    return [
+        ("sigmoid_bce", {}, x, missing, "a missing label"),
+        ("sigmoid_bce", {}, nan_x, y, "a NaN logit"),
+        ("sigmoid_bce", {}, inf_x, y, "an infinite logit"),
+        ("focal", {}, x, _inputs("focal", torch.float64, soft=True)[1], "soft labels"),
+        ("asl", {}, (x * 40).float(), y.float(), "a logit below the log-sigmoid range"),
+        ("softmax_ce", {}, inf_x, y, "an infinite logit"),
+        ("sparse_softmax_ce", {}, xi, yi_ignored, "an ignored sample"),
+        ("sparse_softmax_ce", {"ignore_index": 3}, xi, yi, "an ignore index among the classes"),
+        ("sigmoid_bce", {}, x[:0], y[:0], "an empty batch"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "name, params, x, y, why", _fallback_cases(), ids=[c[-1] for c in _fallback_cases()]
+)
+def test_outside_its_domain_the_spec_answers(name, params, x, y, why):
+    """The call gives exactly what the loss gives with no kernel at all."""
+    loss = mlloss.get(name, backend="torch", **params)
+    kernel = loss._kernel(OPS)
+    assert kernel is None or kernel(x, y, False) is None, why
+    plain = mlloss.get(name, backend="torch", **params)
+    plain._kernels[OPS.name] = None  # the spec's fused formula, as before kernels existed
+    for got, expected in zip(loss.value_and_grad(x, y), plain.value_and_grad(x, y), strict=True):
+        torch.testing.assert_close(got, expected, equal_nan=True, rtol=0, atol=0)
+
+
+def test_unvalidated_labels_out_of_range_take_the_formula():
+    x, y = _inputs("sigmoid_bce", torch.float64)
+    loss = mlloss.get("sigmoid_bce", backend="torch", validate=False)
+    y = y * 2
+    assert loss._kernel(OPS)(x, y, False) is None
+
+
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("sigmoid_bce", {"pos_weight": 2.0}),
+        ("sigmoid_bce", {"class_weight": [1.0] * 17}),
+        ("focal", {"label_smoothing": 0.1}),
+        ("asl", {"gamma_pos": 1.0}),
+        ("asl", {"clip": 0.0}),
+        ("asl", {"stop_grad_weight": True}),
+        ("softmax_ce", {"class_weight": [1.0] * 17}),
+    ],
+)
+def test_settings_without_a_kernel(name, params):
+    assert mlloss.get(name, backend="torch", **params)._kernel(OPS) is None
+
+
+def test_reduction_none_has_no_kernel():
+    assert mlloss.get("sigmoid_bce", backend="torch", reduction="none")._kernel(OPS) is None
+
+
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_backward_keeps_only_logits_and_targets(name):
+    x, y = _inputs(name, torch.float32, shape=(64, 50))
+    x.requires_grad_(True)
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        mlloss.get(name, backend="torch")(x, y)
+    assert sum(saved) == x.numel() * x.element_size() + y.numel() * y.element_size()
+
+
+def test_autograd_through_the_kernel_matches_value_and_grad():
+    x, y = _inputs("focal", torch.float64)
+    loss = mlloss.get("focal", backend="torch")
+    leaf = x.clone().requires_grad_(True)
+    (2.0 * loss(leaf, y)).backward()
+    _, grad = loss.value_and_grad(x, y)
+    torch.testing.assert_close(leaf.grad, 2.0 * grad, rtol=1e-14, atol=0)
+
+
+def test_the_conformance_suite_reaches_every_kernel(monkeypatch):
+    """The fixtures' golden values check the kernels: every kernel answers some of their
+    calls (the clean cases) and steps aside for others (missing labels, NaN, inf)."""
+    from mlloss.backends import torch_kernels
+    from mlloss.conformance import runner
+
+    answered: dict[str, int] = {}
+    original = torch_kernels.kernel_for
+
+    def counting(name, *args):
+        run = original(name, *args)
+        if run is None:
+            return None
+
+        def counted(x, y, checked):
+            out = run(x, y, checked)
+            answered[name] = answered.get(name, 0) + (out is not None)
+            return out
+
+        return counted
+
+    monkeypatch.setattr(torch_kernels, "kernel_for", counting)
+    cells = runner.run_backend("torch", sorted(KERNELS), ["float64", "float32"], ["cpu"])
+    assert all(cell.status == "pass" for cell in cells)
+    assert sorted(name for name, n in answered.items() if n > 0) == sorted(KERNELS)
