@@ -268,14 +268,18 @@ def _in_domain(kernel: Kernel, y: torch.Tensor, classes: int, checked: bool) -> 
     """Whether the kernel can take these targets, read in one device-to-host copy.
     ``checked``: the caller's validation already found every target in [0, 1] (or [0, C)),
     with nothing missing."""
-    flags = []
+    ok = None
     if not checked:
         low, high = torch.aminmax(y)
-        top = classes - 1 if kernel.labels == "index" else 1
-        flags += [low >= 0, high <= top]
+        ok = (low >= 0) & (high <= (classes - 1 if kernel.labels == "index" else 1))
     if kernel.binary:  # y - y^2 is 0 exactly when y is 0 or 1
-        flags.append(~torch.addcmul(y, y, y, value=-1.0).any())
-    return not flags or bool(torch.stack(flags).all())
+        binary = ~torch.addcmul(y, y, y, value=-1.0).any()
+        ok = binary if ok is None else ok & binary
+    return ok is None or bool(ok)
+
+
+def _to(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return x if x.dtype == dtype else x.to(dtype)
 
 
 class _KernelFunction(torch.autograd.Function):
@@ -290,8 +294,8 @@ class _KernelFunction(torch.autograd.Function):
             ctx.mark_non_differentiable(ok)
             return torch.zeros((), dtype=x.dtype, device=x.device), ok
         compute = _COMPUTE.get(x.dtype, x.dtype)
-        xc = x.to(compute)
-        yc = y if kernel.labels == "index" else y.to(compute)
+        xc = _to(x, compute)
+        yc = y if kernel.labels == "index" else _to(y, compute)
         total, checks = kernel.forward(xc, yc, params)
         ok = torch.isfinite(total)
         for check in checks:
@@ -299,17 +303,17 @@ class _KernelFunction(torch.autograd.Function):
         ctx.save_for_backward(x, y)
         ctx.name, ctx.params, ctx.scale = name, params, scale
         ctx.mark_non_differentiable(ok)
-        return (total * scale).to(x.dtype), ok
+        return _to(total * scale, x.dtype), ok
 
     @staticmethod
     def backward(ctx, g, _):
         x, y = ctx.saved_tensors
         kernel = KERNELS[ctx.name]
         compute = _COMPUTE.get(x.dtype, x.dtype)
-        xc = x.to(compute)
-        yc = y if kernel.labels == "index" else y.to(compute)
-        grad = kernel.grad(xc, yc, ctx.params, g.to(compute) * ctx.scale)
-        return grad.to(x.dtype), None, None, None, None, None
+        xc = _to(x, compute)
+        yc = y if kernel.labels == "index" else _to(y, compute)
+        grad = kernel.grad(xc, yc, ctx.params, _to(g, compute) * ctx.scale)
+        return _to(grad, x.dtype), None, None, None, None, None
 
 
 def _plain(x: torch.Tensor) -> bool:

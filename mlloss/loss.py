@@ -13,8 +13,6 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
-import numpy as np
-
 from mlloss import backends as _backends
 from mlloss import registry
 from mlloss.ops import Ops
@@ -74,9 +72,7 @@ class Loss:
         self.fused = fused and spec.grad is not None
         self.mean_over_classes = mean_over_classes
         # writable copies: torch shares memory with NumPy and warns on the read-only originals
-        self._per_class = {
-            k: np.array(v) for k, v in self.params.items() if _is_per_class(spec, k, v)
-        }
+        self._per_class = {k: v.copy() for k, v in self.params.items() if _is_per_class(spec, k, v)}
         self._fused_fns: dict[str, Callable[..., Any]] = {}
         self._kernels: dict[str, Callable[..., Any] | None] = {}
         if backend is not None:
@@ -85,6 +81,15 @@ class Loss:
             ops = _backends.load(backend)
             if self.fused:
                 self._fused_fn(ops)
+        self._frozen = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(self, "_frozen", False):
+            raise AttributeError(
+                f"{self.name}: a Loss cannot be changed (mlloss.get returns one shared Loss "
+                f"for equal arguments); call mlloss.get with the settings you want instead"
+            )
+        object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
         shown = ", ".join(
@@ -319,6 +324,8 @@ class Loss:
         is not, as missing labels are); the offending entry is found only when there is one.
 
         True when that first test passed: every target in [0, 1] (or [0, C)), none missing."""
+        import numpy as np  # loaded with every backend already; not at import mlloss
+
         dtype = ops.dtype_name(y)
         if not ops.shape(y) or 0 in ops.shape(y) or dtype == "bool":  # bool is 0 or 1
             return False
@@ -525,6 +532,10 @@ def get(
     torch's ``cross_entropy`` does with ``weight=`` (without class weights it is ``"mean"``).
     """
     spec = registry.spec(name)
+    key = _cache_key(spec, backend, reduction, fused, mean_over_classes, validate, params)
+    cached = _resolved.get(key) if key is not None else None
+    if cached is not None:
+        return cached
     if backend is not None:
         backend = _backends.canonical(backend)
     if reduction not in REDUCTIONS:
@@ -551,7 +562,7 @@ def get(
             f"weights are those of each sample's target class); {spec.name} takes "
             f"{spec.target_kind.replace('_', '-')} targets"
         )
-    return Loss(
+    loss = Loss(
         spec,
         backend,
         reduction,
@@ -560,6 +571,31 @@ def get(
         mean_over_classes=mean_over_classes,
         validate=validate,
     )
+    if key is not None:
+        if len(_resolved) >= _RESOLVED_MAX:
+            _resolved.clear()
+        _resolved[key] = loss
+    return loss
+
+
+# get() resolved: the same arguments give the same (immutable) Loss, without checking the
+# parameters and building the fused functions again. Keyed by the spec object's id (the
+# cached Loss keeps that spec alive, so the id stays its own), so a loss unregistered and
+# registered anew is resolved anew; arguments that are not plain Python values (arrays,
+# tensors) are not cached.
+_resolved: dict[tuple[Any, ...], Loss] = {}
+_RESOLVED_MAX = 512
+_PLAIN = (str, bool, int, float, type(None))
+
+
+def _cache_key(spec: LossSpec, *args: Any) -> tuple[Any, ...] | None:
+    *flags, params = args
+    items = sorted(params.items())
+    values = [*flags, *(v for _, v in items)]
+    if not all(type(v) in _PLAIN for v in values):
+        return None
+    # the types too: True == 1 == 1.0, but a bool given for a float is an error to report
+    return (id(spec), *((type(v), v) for v in flags), *((k, type(v), v) for k, v in items))
 
 
 # helpers --------------------------------------------------------------------------------------

@@ -12,15 +12,11 @@ is given or infers.
 from __future__ import annotations
 
 import difflib
-import json
 import os
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from mlloss import backends as _backends
 from mlloss import registry
@@ -62,7 +58,7 @@ class Translation:
             args.append("mean_over_classes=True")
         for name, value in self.params.items():
             if not _same(value, spec.param(name).default):
-                shown = value.tolist() if isinstance(value, np.ndarray) else value
+                shown = value.tolist() if hasattr(value, "tolist") else value
                 args.append(f"{name}={shown!r}")
         return f"mlloss.get({', '.join(args)})"
 
@@ -319,6 +315,8 @@ def from_native(name: str, backend: str | None = None, **kwargs: Any) -> NativeL
 
 
 def _same(a: Any, b: Any) -> bool:
+    import numpy as np
+
     if a is b:
         return True
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
@@ -334,7 +332,7 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, np.ndarray):
+    if hasattr(value, "tolist") and hasattr(value, "ndim"):  # a NumPy array
         return repr(value.tolist())
     return repr(value)
 
@@ -346,6 +344,9 @@ def keras_backend() -> str:
         return str(keras.config.backend())
     if os.environ.get("KERAS_BACKEND"):
         return os.environ["KERAS_BACKEND"]
+    import json
+    from pathlib import Path
+
     home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
     try:
         return str(json.loads((home / "keras.json").read_text())["backend"])
@@ -360,12 +361,16 @@ def _dtype_kind(targets: Any, backend: str | None, like: Any) -> str:
     if ops.is_tensor(targets):
         dtype = ops.dtype_name(targets)
         return "i" if dtype.startswith(("int", "uint")) else "b" if dtype == "bool" else "f"
+    import numpy as np
+
     return np.asarray(targets).dtype.kind
 
 
 def _padded_to_multi_hot(predictions: Any, targets: Any, backend: str | None) -> Any:
     """torch's ``multilabel_margin_loss`` targets (class indices, the first -1 ending each
     row) as multi-hot targets in the predictions' dtype."""
+    import numpy as np
+
     ops = _backends.load(backend or _backends.infer(predictions, targets))
     x = predictions if ops.is_tensor(predictions) else ops.asarray(predictions)
     y = targets if ops.is_tensor(targets) else ops.asarray(np.asarray(targets), like=x)

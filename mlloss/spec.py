@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
+
     from mlloss.ops import Ops
 
 Per = Literal["element", "sample", "batch"]
@@ -76,7 +77,8 @@ class Param:
                 return None
             raise fail(TypeError)
         if self.kind == "bool":
-            if isinstance(value, (bool, np.bool_)):
+            numpy = sys.modules.get("numpy")  # a NumPy bool exists only once NumPy is loaded
+            if isinstance(value, bool) or (numpy is not None and isinstance(value, numpy.bool_)):
                 return bool(value)
             raise fail(TypeError)
         if self.kind == "choice":
@@ -84,6 +86,8 @@ class Param:
                 return value
             raise fail()
         if self.kind == "per_class":
+            import numpy as np
+
             array = _host_array(value)
             if array is None or array.ndim > 1 or not np.issubdtype(array.dtype, np.number):
                 raise fail(TypeError)
@@ -244,6 +248,8 @@ class LossSpec:
 
 def _host_array(value: Any) -> np.ndarray | None:
     """A parameter given as a list, NumPy array or any framework's tensor, as a NumPy array."""
+    import numpy as np
+
     if hasattr(value, "detach") and hasattr(value, "numpy"):  # torch, wherever it lives
         value = value.detach().to("cpu").numpy()
     elif hasattr(value, "numpy") and callable(value.numpy):  # TensorFlow eager
@@ -255,7 +261,7 @@ def _host_array(value: Any) -> np.ndarray | None:
 
 
 def _describe(value: Any) -> str:
-    if isinstance(value, (list, tuple, np.ndarray)) or hasattr(value, "shape"):
+    if isinstance(value, (list, tuple)) or hasattr(value, "shape"):  # arrays have a shape
         shape = getattr(value, "shape", None)
         kind = type(value).__name__
         return f"{kind} of shape {tuple(shape)}" if shape is not None else f"{kind} {value!r}"

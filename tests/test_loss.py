@@ -4,6 +4,8 @@ labels, dtypes, devices and errors."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from cases import CORE_REDUCTIONS, NOT_A_DERIVATIVE, PARAM_SETS, inputs, setting_id, settings
@@ -443,3 +445,38 @@ def test_rows_with_no_positive_or_no_negative_follow_the_definition(name, params
         y[1], y[3] = 0.0, 1.0
     value = mlloss.get(name, backend="numpy", reduction="none", **params)(x, y)
     np.testing.assert_allclose(value, _definition(name, params, x, y), rtol=1e-12, atol=1e-13)
+
+
+def test_get_resolves_equal_arguments_once():
+    a = mlloss.get("focal", backend="numpy", gamma=2.0)
+    assert mlloss.get("focal", backend="numpy", gamma=2.0) is a
+    assert mlloss.get("focal", backend="numpy", gamma=2) is not a  # an int is its own key
+    assert mlloss.get("focal", backend="numpy", gamma=1.0) is not a
+    assert mlloss.get("focal", backend="numpy", reduction="sum", gamma=2.0) is not a
+    # arrays are not cached, and an error is an error every time
+    w = [1.0, 2.0]
+    weighted = mlloss.get("sigmoid_bce", class_weight=w)
+    assert mlloss.get("sigmoid_bce", class_weight=w) is not weighted
+    for _ in range(2):
+        with pytest.raises(TypeError, match="gamma"):
+            mlloss.get("focal", backend="numpy", gamma=True)
+
+
+def test_a_loss_registered_anew_is_resolved_anew():
+    spec = mlloss.unregister("zlpr")
+    try:
+        mlloss.register(spec)
+        first = mlloss.get("zlpr")
+        mlloss.unregister("zlpr")
+        mlloss.register(dataclasses.replace(spec, summary="changed"))
+        assert mlloss.get("zlpr") is not first
+        assert mlloss.get("zlpr").spec.summary == "changed"
+    finally:
+        mlloss.unregister("zlpr")
+        mlloss.register(spec)
+
+
+def test_a_loss_cannot_be_changed():
+    loss = mlloss.get("sigmoid_bce")
+    with pytest.raises(AttributeError, match="cannot be changed"):
+        loss.reduction = "sum"
