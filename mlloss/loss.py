@@ -385,7 +385,7 @@ class Loss:
         fused: bool,
         in_range: bool = False,
     ) -> Any:
-        if fused:
+        if fused and ops.is_concrete(x):  # kernels run eagerly; a compiler fuses the formula
             kernel = self._kernel(ops)
             out = None if kernel is None else kernel(x, y, in_range)
             if out is not None:
