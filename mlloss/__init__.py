@@ -16,6 +16,18 @@ from mlloss.ops import Ops
 from mlloss.registry import names, register, spec, unregister
 from mlloss.spec import LossSpec, Native, Param, Prepared
 
+# the adapters import their framework, so they load on first access: mlloss.torch.Loss, ...
+_ADAPTERS = ("keras", "torch", "jax", "tensorflow")
+
+
+def __getattr__(name: str):
+    if name in _ADAPTERS:
+        import importlib
+
+        return importlib.import_module(f"mlloss.{name}")
+    raise AttributeError(f"module 'mlloss' has no attribute {name!r}")
+
+
 __all__ = [
     "REDUCTIONS",
     "Loss",

@@ -147,6 +147,34 @@ class Loss:
         return ops.cast(reduced, ops.dtype_name(x)), cast
 
     @_plain_python
+    def sum_and_count(self, logits: Any, targets: Any, **heads: Any) -> tuple[Any, Any]:
+        """``(sum, count)`` of this shard of a batch: the sum of the values a mean would
+        average, and what the mean divides them by (the counted entries or samples; for
+        ``"weighted_mean"`` the sum of the targets' class weights). Both add up across
+        shards, so the mean of a batch split over replicas is
+        ``all_reduce(sum) / all_reduce(count)``, which the per-replica means' mean is not
+        (shards differ in their counts when labels are missing). See docs/data-parallel.md.
+
+        A loss with a batch-level term (``per="batch"``: ``two_way``) has no such parts and
+        raises ``ValueError``: its value couples every sample of the batch.
+        """
+        if self.spec.per == "batch":
+            raise ValueError(
+                f"{self.name}: its value couples every sample of the batch (a class-wise term "
+                f"over the batch), so a shard's sum is not a part of the batch's loss; compute "
+                f"it on the whole batch (jax.jit with shardings does), or gather the logits "
+                f"and targets of every replica first"
+            )
+        ops, x, y, h, _ = self._inputs(logits, targets, heads)
+        values, counted, t, p, compute = self._values(ops, x, y, h, self.fused)
+        if self.reduction in ("mean", "weighted_mean"):
+            count = self._denominator(ops, counted, t, p, compute)
+        else:
+            count = ops.sum(ops.cast(counted, compute))
+        dtype = ops.dtype_name(x)
+        return ops.cast(ops.sum(values), dtype), ops.cast(count, dtype)
+
+    @_plain_python
     def decode(
         self, logits: Any, threshold: float | None = None, k: Any = None, **heads: Any
     ) -> Any:
@@ -390,6 +418,17 @@ class Loss:
             out = None if kernel is None else kernel(x, y, in_range)
             if out is not None:
                 return out
+        values, counted, t, p, compute = self._values(ops, x, y, heads, fused)
+        denominator = self._denominator(ops, counted, t, p, compute)
+        out = _reduce(ops, values, self.reduction, denominator)
+        out_dtype = ops.dtype_name(x)
+        return ops.cast(out, out_dtype) if out_dtype != compute else out
+
+    def _values(
+        self, ops: Ops, x: Any, y: Any, heads: tuple[Any, ...], fused: bool
+    ) -> tuple[Any, Any, Prepared, dict[str, Any], str]:
+        """The unreduced values (per sample with mean_over_classes), which of them count,
+        the prepared targets and parameters, and the compute dtype."""
         compute, xc, hc, t, p = self._prepare(ops, x, y, heads)
         if fused:
             fn = self._fused_fn(ops)
@@ -398,10 +437,7 @@ class Loss:
             values = self.spec.value(ops, xc, t, p)
         values = _nan_in_nan_out(ops, self.spec.per, xc, values)
         values, counted = self._over_classes(ops, values, t, compute)
-        denominator = self._denominator(ops, counted, t, p, compute)
-        out = _reduce(ops, values, self.reduction, denominator)
-        out_dtype = ops.dtype_name(x)
-        return ops.cast(out, out_dtype) if out_dtype != compute else out
+        return values, counted, t, p, compute
 
     def _over_classes(self, ops: Ops, values: Any, t: Prepared, compute: str) -> tuple[Any, Any]:
         """With ``mean_over_classes``: each sample's mean over its observed classes (Keras's

@@ -1,0 +1,47 @@
+"""The data shared by the data-parallel scripts: for every loss, a small model's inputs,
+targets with missing labels (or ignored samples), and how to turn the model's outputs into
+the loss's inputs. Float64 throughout, so the comparisons can be tight."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import mlloss
+
+N, FEATURES, CLASSES = 12, 5, 4
+SHARDS = (5, 7)  # two replicas, uneven on purpose (torch, TensorFlow)
+
+
+def losses() -> list[str]:
+    return list(mlloss.names())
+
+
+def data(name: str, seed: int = 0):
+    """(inputs, targets, heads' targets...) as NumPy arrays."""
+    spec = mlloss.spec(name)
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(N, FEATURES))
+    if spec.target_kind == "class_index":
+        y = rng.integers(0, CLASSES, size=N)
+        y[[1, 8]] = -100  # ignored samples, both in one replica's shard
+    else:
+        y = (rng.random((N, CLASSES)) < 0.4).astype(np.float64)
+        y[0, 1] = y[6, :] = y[7, 2] = -1.0  # missing labels, unevenly over the shards
+        y[2] = 0.0
+    return x, y
+
+
+def params(name: str, seed: int = 1):
+    """The model's weights: one (FEATURES, CLASSES) matrix, plus one column per head."""
+    rng = np.random.default_rng(seed)
+    heads = len(mlloss.spec(name).heads)
+    return rng.normal(size=(FEATURES, CLASSES)) * 0.5, rng.normal(size=(FEATURES, heads)) * 0.5
+
+
+def activation(name: str):
+    """How the model's scores become the loss's first input: logits as they are, or
+    probabilities (sigmoid per class, softmax per sample)."""
+    spec = mlloss.spec(name)
+    if spec.input_kind != "probabilities":
+        return "identity"
+    return "sigmoid" if spec.per == "element" else "softmax"
