@@ -107,7 +107,7 @@ def test_torch_module_trains_and_decodes():
         value = criterion(model(torch.tensor(x)), torch.tensor(y))
         value.backward()
         optimizer.step()
-        losses.append(float(value))
+        losses.append(value.item())
     assert losses[-1] < 0.5 * losses[0]
     assert criterion.decode(model(torch.tensor(x))).dtype == torch.int32
 

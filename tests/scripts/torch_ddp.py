@@ -4,6 +4,7 @@ whole batch. Prints JSON {loss: {"value": err, "grad": err} | {"refused": messag
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -85,6 +86,10 @@ def worker(rank, world, init, queue):
         error = float((grads[0] - alone_grads[0]).abs().max() / alone_grads[0].abs().max())
         results["naive mean of means (sigmoid_bce)"] = {"grad": error}
         queue.put(results)
+    # every DDP reducer gone and both ranks done before the process group goes
+    del model
+    gc.collect()
+    dist.barrier()
     dist.destroy_process_group()
 
 
