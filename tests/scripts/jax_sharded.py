@@ -26,22 +26,54 @@ import parallel_cases as cases  # noqa: E402
 import mlloss.jax  # noqa: E402
 
 
+def outputs(name, params, x):
+    """The model: its scores (logits or probabilities) and its heads."""
+    w, h = params
+    scores = x @ w
+    activation = cases.activation(name)
+    if activation == "sigmoid":
+        scores = jax.nn.sigmoid(scores)
+    elif activation == "softmax":
+        scores = jax.nn.softmax(scores, axis=-1)
+    heads = mlloss.spec(name).heads
+    return scores, {k: jax.nn.softplus((x @ h)[:, i]) for i, k in enumerate(heads)}
+
+
 def objective(name):
     loss_fn = mlloss.jax.loss(name)
-    activation = cases.activation(name)
-    heads = mlloss.spec(name).heads
 
     def f(params, x, y):
-        w, h = params
-        scores = x @ w
-        if activation == "sigmoid":
-            scores = jax.nn.sigmoid(scores)
-        elif activation == "softmax":
-            scores = jax.nn.softmax(scores, axis=-1)
-        extra = {k: jax.nn.softplus((x @ h)[:, i]) for i, k in enumerate(heads)}
-        return loss_fn(scores, y, **extra)
+        scores, heads = outputs(name, params, x)
+        return loss_fn(scores, y, **heads)
 
     return jax.value_and_grad(f)
+
+
+def shard_map_objective(name, mesh):
+    """docs/data-parallel.md's recipe: each device its shard, both parts psum-ed."""
+    loss = mlloss.get(name, backend="jax")
+
+    def local(params, x, y):
+        scores, heads = outputs(name, params, x)
+        total, count = loss.sum_and_count(scores, y, **heads)
+        return jax.lax.psum(total, "batch") / jax.lax.psum(count, "batch")
+
+    spec = PartitionSpec("batch")
+    mapped = jax.shard_map(
+        local, mesh=mesh, in_specs=(PartitionSpec(), spec, spec), out_specs=PartitionSpec()
+    )
+    return jax.value_and_grad(mapped)
+
+
+def errors(value, grads, expected, expected_grads):
+    return {
+        "value": float(abs(value - expected) / max(abs(expected), 1e-300)),
+        "grad": max(
+            float(jnp.max(jnp.abs(a - b)) / max(float(jnp.max(jnp.abs(b))), 1e-300))
+            for a, b in zip(grads, expected_grads, strict=True)
+            if b.size
+        ),
+    }
 
 
 def main():
@@ -64,14 +96,10 @@ def main():
         xs, ys = jax.device_put(x, batch), jax.device_put(y, batch)
         assert len(xs.sharding.device_set) == 4
         value_s, grads_s = sharded(jax.device_put(params, replicated), xs, ys)
-        results[name] = {
-            "value": float(abs(value_s - value) / max(abs(value), 1e-300)),
-            "grad": max(
-                float(jnp.max(jnp.abs(a - b)) / max(float(jnp.max(jnp.abs(b))), 1e-300))
-                for a, b in zip(grads_s, grads, strict=True)
-                if b.size
-            ),
-        }
+        results[name] = errors(value_s, grads_s, value, grads)
+        if mlloss.spec(name).per != "batch":
+            value_m, grads_m = jax.jit(shard_map_objective(name, mesh))(params, xs, ys)
+            results[f"shard_map: {name}"] = errors(value_m, grads_m, value, grads)
     json.dump(results, sys.stdout)
 
 
