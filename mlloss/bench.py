@@ -135,6 +135,20 @@ def _asl_reference(torch):
     return asl
 
 
+def _torchvision_focal_reference(torch):
+    """torchvision.ops.sigmoid_focal_loss as its documentation computes it, written here in
+    torch (torchvision does not import beside the CPU torch build used here): the BCE with
+    logits per entry times (1 - p_t)^gamma, no alpha (alpha=-1), the mean."""
+
+    def focal(x, y, gamma=2.0):
+        p = torch.sigmoid(x)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(x, y, reduction="none")
+        p_t = p * y + (1 - p) * (1 - y)
+        return (bce * (1 - p_t) ** gamma).mean()
+
+    return focal
+
+
 def bench_torch(spec, shape, dtype, repeat):
     import torch
 
@@ -175,7 +189,8 @@ def bench_torch(spec, shape, dtype, repeat):
             def public_fn(a, b):
                 return sigmoid_focal_loss(a, b, alpha=-1, reduction="mean")
         except Exception:  # torchvision does not import beside this torch build
-            public_fn = None
+            public_name = "torchvision's sigmoid_focal_loss, its computation (torch)"
+            public_fn = _torchvision_focal_reference(torch)
     other = torch.full_like(x.detach(), 0.5)  # y itself is indices for the sparse losses
     floor = median_ms(lambda: x.detach() + other, repeat)
     return Row(

@@ -37,6 +37,17 @@ def test_asl_reference_computes_asl():
     torch.testing.assert_close(reference, ours, rtol=1e-10, atol=1e-12)
 
 
+def test_focal_reference_computes_focal():
+    """torchvision's focal computation, written in torch, is mlloss's focal without alpha."""
+    import mlloss
+
+    x = torch.randn(6, 5, dtype=torch.float64)
+    y = (torch.rand(6, 5) < 0.4).double()
+    reference = bench._torchvision_focal_reference(torch)(x, y)
+    ours = mlloss.get("focal", backend="torch", gamma=2.0)(x, y)
+    torch.testing.assert_close(reference, ours, rtol=1e-10, atol=1e-12)
+
+
 def test_cli_bench_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     code = main(
