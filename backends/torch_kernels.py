@@ -49,7 +49,6 @@ class Kernel:
     supports: Callable[[Mapping[str, Any]], bool]
     per_sample_mean: bool = False  # multilabel_soft_margin: each sample's mean over classes
     labels: str = "unit"  # "unit": multi-hot in [0, 1]; "index": class indices in [0, C)
-    binary: bool = False  # needs every label to be 0 or 1
 
 
 # Every large temporary costs a fresh allocation on the CPU (its pages are faulted in anew each
@@ -182,15 +181,18 @@ def _poly1_grad(x, y, p, scale):
 
 
 def _focal_forward(x, y, p):
-    """alpha_t sigmoid(z)^gamma softplus(z), z = x (1 - 2y) (labels in {0, 1})."""
-    z = _signed(x, y)
+    """alpha_t sigmoid(z)^gamma softplus(z), z = x (1 - 2y), for labels in {0, 1}: the check
+    (y - y^2 is 0 exactly at 0 and 1) is one of the call's checks, its temporary then z's."""
+    buffer = torch.addcmul(y, y, y, value=-1.0)
+    binary = ~buffer.any()
+    z = _signed(x, y, out=buffer)
     gamma, alpha = p["gamma"], p["alpha"]
     weight = torch.sigmoid(z).pow_(gamma) if gamma != 0.0 else None
     loss = torch.logaddexp(z, _zero(z), out=z)
     if alpha is not None:  # alpha_t = (1 - alpha) + (2 alpha - 1) y
         alpha_t = y.mul(2.0 * alpha - 1.0).add_(1.0 - alpha)
         weight = alpha_t if weight is None else weight.mul_(alpha_t)
-    return (loss.sum() if weight is None else _flat_dot(loss, weight)), []
+    return (loss.sum() if weight is None else _flat_dot(loss, weight)), [binary]
 
 
 def _focal_grad(x, y, p, scale):
@@ -200,7 +202,8 @@ def _focal_grad(x, y, p, scale):
     gamma, alpha = p["gamma"], p["alpha"]
     s = torch.sigmoid(z)
     if gamma != 0.0:
-        s_neg = torch.sigmoid(torch.neg(z), out=None)
+        s_neg = torch.neg(z)
+        torch.sigmoid(s_neg, out=s_neg)
         softplus = torch.logaddexp(z, _zero(z), out=z)
         grad = torch.addcmul(s, s_neg, softplus, value=gamma, out=s_neg).mul_(s.pow_(gamma))
     else:
@@ -257,7 +260,7 @@ KERNELS: dict[str, Kernel] = {
     "softmax_ce": Kernel(_softmax_ce_forward, _softmax_ce_grad, _plain_softmax_ce),
     "sparse_softmax_ce": Kernel(_sparse_forward, _sparse_grad, _plain_softmax_ce, labels="index"),
     "poly1": Kernel(_poly1_forward, _poly1_grad, lambda p: True),
-    "focal": Kernel(_focal_forward, _focal_grad, _focal_supported, binary=True),
+    "focal": Kernel(_focal_forward, _focal_grad, _focal_supported),
     "asl": Kernel(_asl_forward, _asl_grad, _asl_supported),
 }
 
@@ -265,17 +268,12 @@ _COMPUTE = {torch.float16: torch.float32, torch.bfloat16: torch.float32}
 
 
 def _in_domain(kernel: Kernel, y: torch.Tensor, classes: int, checked: bool) -> bool:
-    """Whether the kernel can take these targets, read in one device-to-host copy.
-    ``checked``: the caller's validation already found every target in [0, 1] (or [0, C)),
-    with nothing missing."""
-    ok = None
-    if not checked:
-        low, high = torch.aminmax(y)
-        ok = (low >= 0) & (high <= (classes - 1 if kernel.labels == "index" else 1))
-    if kernel.binary:  # y - y^2 is 0 exactly when y is 0 or 1
-        binary = ~torch.addcmul(y, y, y, value=-1.0).any()
-        ok = binary if ok is None else ok & binary
-    return ok is None or bool(ok)
+    """Whether the targets are in [0, 1] (or [0, C)), none missing: ``checked`` when the
+    caller's validation already found so, else one reduction and one device-to-host read."""
+    if checked:
+        return True
+    low, high = torch.aminmax(y)
+    return bool((low >= 0) & (high <= (classes - 1 if kernel.labels == "index" else 1)))
 
 
 def _to(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

@@ -191,8 +191,10 @@ def bench_torch(spec, shape, dtype, repeat):
         except Exception:  # torchvision does not import beside this torch build
             public_name = "torchvision's sigmoid_focal_loss, its computation (torch)"
             public_fn = _torchvision_focal_reference(torch)
-    other = torch.full_like(x.detach(), 0.5)  # y itself is indices for the sparse losses
-    floor = median_ms(lambda: x.detach() + other, repeat)
+    # x + y into a buffer: one read of each and one write, no fresh allocation (whose page
+    # faults would make the floor itself noisy); y itself is indices for the sparse losses
+    other, out = torch.full_like(x.detach(), 0.5), torch.empty_like(x.detach())
+    floor = median_ms(lambda: torch.add(x.detach(), other, out=out), repeat)
     return Row(
         spec.name,
         "torch",
