@@ -47,7 +47,8 @@ class Loss:
 
     Call it as ``loss(logits, targets)``; ``loss.value_and_grad(logits, targets)`` returns the
     value and its gradient with respect to the first argument. With ``backend=None`` the
-    backend is taken from the tensors' type at each call.
+    backend is taken from the tensors' type at each call. A ``Loss`` cannot be changed after it
+    is made (``mlloss.get`` shares one between equal calls).
     """
 
     # a Loss object called inside tf.function is called as it is (see _plain_python)
@@ -559,6 +560,10 @@ def get(
     a boolean. Inside a compiled trace (``jax.jit``, ``tf.function``, ``torch.compile``) the
     values cannot be read, and the check is skipped; ``validate=False`` skips it everywhere.
     Shape, dtype and parameter checks always run (they need no values).
+
+    Equal plain arguments (names, numbers, booleans) return the same ``Loss``, resolved once;
+    a ``Loss`` cannot be changed after it is made. Per-class arrays and tensors are resolved
+    at each call.
 
     Two reductions exist so that frameworks' own losses map exactly (see docs/porting.md):
     ``mean_over_classes=True`` (element-wise losses) first averages each sample over its
