@@ -65,17 +65,6 @@ def shard_map_objective(name, mesh):
     return jax.value_and_grad(mapped)
 
 
-def errors(value, grads, expected, expected_grads):
-    return {
-        "value": float(abs(value - expected) / max(abs(expected), 1e-300)),
-        "grad": max(
-            float(jnp.max(jnp.abs(a - b)) / max(float(jnp.max(jnp.abs(b))), 1e-300))
-            for a, b in zip(grads, expected_grads, strict=True)
-            if b.size
-        ),
-    }
-
-
 def main():
     devices = jax.devices("cpu")
     assert len(devices) == 4, devices
@@ -96,10 +85,10 @@ def main():
         xs, ys = jax.device_put(x, batch), jax.device_put(y, batch)
         assert len(xs.sharding.device_set) == 4
         value_s, grads_s = sharded(jax.device_put(params, replicated), xs, ys)
-        results[name] = errors(value_s, grads_s, value, grads)
+        results[name] = cases.errors(value_s, grads_s, value, grads)
         if mlloss.spec(name).per != "batch":
             value_m, grads_m = jax.jit(shard_map_objective(name, mesh))(params, xs, ys)
-            results[f"shard_map: {name}"] = errors(value_m, grads_m, value, grads)
+            results[f"shard_map: {name}"] = cases.errors(value_m, grads_m, value, grads)
     json.dump(results, sys.stdout)
 
 

@@ -45,3 +45,19 @@ def activation(name: str):
     if spec.input_kind != "probabilities":
         return "identity"
     return "sigmoid" if spec.per == "element" else "softmax"
+
+
+def errors(value, grads, expected, expected_grads) -> dict[str, float]:
+    """The data-parallel step against one process, as relative errors: the value's, and the
+    largest over the parameters' gradients (zero-size parameters skipped). Takes any
+    framework's CPU arrays (NumPy converts them)."""
+    value, expected = float(np.asarray(value)), float(np.asarray(expected))
+    pairs = [(np.asarray(g), np.asarray(e)) for g, e in zip(grads, expected_grads, strict=True)]
+    return {
+        "value": abs(value - expected) / max(abs(expected), 1e-300),
+        "grad": max(
+            float(np.max(np.abs(g - e))) / max(float(np.max(np.abs(e))), 1e-300)
+            for g, e in pairs
+            if e.size
+        ),
+    }

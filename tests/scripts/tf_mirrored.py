@@ -80,14 +80,7 @@ def main():
         alone, alone_grads = gradients(
             name, mlloss.tensorflow.loss(name), tf.constant(x), tf.constant(y), w, h
         )
-        results[name] = {
-            "value": float(abs(value - alone) / max(abs(float(alone)), 1e-300)),
-            "grad": max(
-                float(tf.reduce_max(tf.abs(g - a)) / max(float(tf.reduce_max(tf.abs(a))), 1e-300))
-                for g, a in zip(grads, alone_grads, strict=True)
-                if tf.size(a) > 0
-            ),
-        }
+        results[name] = cases.errors(value, grads, alone, alone_grads)
     # the control: each replica's own mean, summed by the strategy (wrong: it is neither
     # the global mean nor, with uneven counts, proportional to it)
     name = "sigmoid_bce"

@@ -69,13 +69,7 @@ def worker(rank, world, init, queue):
         value /= world  # the replicas' values average to the global mean
         if rank == 0:
             alone, alone_grads = step(Model(name), mlloss.torch.Loss(name), x, y)
-            results[name] = {
-                "value": float((value - alone).abs() / alone.abs().clamp_min(1e-300)),
-                "grad": max(
-                    float((g - a).abs().max() / a.abs().max().clamp_min(1e-300))
-                    for g, a in zip(grads, alone_grads, strict=True)
-                ),
-            }
+            results[name] = cases.errors(value, grads, alone, alone_grads)
     # the control: each replica's own mean, as DDP averages it (wrong with uneven counts)
     name = "sigmoid_bce"
     x, y = (torch.tensor(a) for a in cases.data(name))
