@@ -159,13 +159,7 @@ class Loss:
         A loss with a batch-level term (``per="batch"``: ``two_way``) has no such parts and
         raises ``ValueError``: its value couples every sample of the batch.
         """
-        if self.spec.per == "batch":
-            raise ValueError(
-                f"{self.name}: its value couples every sample of the batch (a class-wise term "
-                f"over the batch), so a shard's sum is not a part of the batch's loss; compute "
-                f"it on the whole batch (jax.jit with shardings does), or gather the logits "
-                f"and targets of every replica first"
-            )
+        require_shardable(self, "sum_and_count")
         ops, x, y, h, _ = self._inputs(logits, targets, heads)
         values, counted, t, p, compute = self._values(ops, x, y, h, self.fused)
         if self.reduction in ("mean", "weighted_mean"):
@@ -637,6 +631,20 @@ def _cache_key(spec: LossSpec, *args: Any) -> tuple[Any, ...] | None:
         return None
     # the types too: True == 1 == 1.0, but a bool given for a float is an error to report
     return (id(spec), *((type(v), v) for v in flags), *((k, type(v), v) for k, v in items))
+
+
+def require_shardable(loss: Loss, refused: str) -> None:
+    """Raise ``ValueError`` naming ``refused`` (what asked for it) when ``loss`` cannot be
+    split over replicas: a batch-level term (``per="batch"``) couples every sample of the
+    batch, so no shard has a part of it that adds up. The data-parallel adapters and
+    :meth:`Loss.sum_and_count` share this one refusal."""
+    if loss.spec.per == "batch":
+        raise ValueError(
+            f"{loss.name}: {refused} is refused: its value couples every sample of the batch "
+            f"(a class-wise term over the batch), so a shard's part does not add up to the "
+            f"batch's loss; compute it on the whole batch (jax.jit with shardings does), or "
+            f"gather every replica's logits and targets first"
+        )
 
 
 # helpers --------------------------------------------------------------------------------------

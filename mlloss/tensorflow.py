@@ -19,6 +19,7 @@ from typing import Any
 import tensorflow as tf
 
 import mlloss
+from mlloss.loss import require_shardable
 
 
 def loss(
@@ -38,12 +39,8 @@ def loss(
         mean_over_classes=mean_over_classes,
         **params,
     )
-    if data_parallel and bound.spec.per == "batch":
-        raise ValueError(
-            f"{bound.name}: data_parallel=True is refused: its value couples every sample of "
-            f"the batch (a class-wise term over the batch), which a replica's shard cannot "
-            f"compute; train it without a strategy, or gather the batch first"
-        )
+    if data_parallel:
+        require_shardable(bound, "data_parallel=True")
 
     def fn(logits: Any, targets: Any, **heads: Any) -> Any:
         context = tf.distribute.get_replica_context()

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 import mlloss
+from mlloss.loss import require_shardable
 
 
 class Loss(torch.nn.Module):
@@ -64,12 +65,8 @@ class Loss(torch.nn.Module):
         # checks every argument now (a clear error at construction, not at the first call)
         self._built = self._build()
         self._key = self._buffers_key()
-        if data_parallel and spec.per == "batch":
-            raise ValueError(
-                f"{spec.name}: data_parallel=True is refused: its value couples every sample of "
-                f"the batch (a class-wise term over the batch), which a replica's shard cannot "
-                f"compute; train it on one process, or gather the batch first"
-            )
+        if data_parallel:
+            require_shardable(self._built, "data_parallel=True")
 
     def _build(self) -> mlloss.Loss:
         tensors = {name: getattr(self, name) for name in self._tensor_params}
