@@ -13,10 +13,12 @@ A kernel covers the common case, and says so by asking for a fallback otherwise:
 - it runs only eagerly (not inside ``torch.compile``, where the spec's formula compiles into
   one fused kernel anyway, nor on functorch's wrapped tensors), for ``"mean"`` and ``"sum"``,
   for the parameter values listed in its ``supports``;
-- each call checks, in one device-to-host read, that the targets are in the kernel's domain
-  (no missing labels, class indices in range, binary labels where the kernel needs them) and
-  that the result is finite. A NaN or infinite logit makes the result non-finite, so those
-  calls go through the spec's formula with its non-finite policy, as does an empty batch.
+- each call checks that the targets are in the kernel's domain (no missing labels, class
+  indices in range: read from the caller's validation when it ran, else one reduction and one
+  device-to-host read), and, in one more read, that the result is finite and the kernel's own
+  checks hold (0/1 labels for focal, logits within asl's log range). A NaN or infinite logit
+  makes the result non-finite, so those calls go through the spec's formula with its
+  non-finite policy, as does an empty batch.
 
 Each kernel is a ``forward(x, y, p) -> (sum of the unreduced values, domain checks)`` and a
 ``grad(x, y, p, scale) -> scale * d sum / d x``, both in the compute dtype (float32 for half
@@ -30,6 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from mlloss.losses.binary import smooth_binary
 
 Forward = Callable[..., torch.Tensor]
 Grad = Callable[..., torch.Tensor]
@@ -70,11 +74,6 @@ def _row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return out.reshape(*a.shape[:-1], 1)
 
 
-def _smoothed(y: torch.Tensor, s: float) -> torch.Tensor:
-    """Binary label smoothing toward 0.5, as the spec's smooth_binary."""
-    return y if s == 0.0 else y.mul(1.0 - s).add_(0.5 * s)
-
-
 def _signed(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """z = x (1 - 2y): for a label in {0, 1}, the logit signed so that the entry's BCE is
     softplus(z) and its 1 - p_t is sigmoid(z). Exact: x - 2x = -x in floating point."""
@@ -92,7 +91,7 @@ def _sigmoid_bce_forward(x, y, p):
 
     One temporary: r - y is exact for y in [0, 1] (Sterbenz), so adding y back gives r again,
     and z and softplus(z) are then written over it."""
-    y = _smoothed(y, p.get("label_smoothing", 0.0))
+    y = smooth_binary(y, p.get("label_smoothing", 0.0))
     buffer = torch.round(y).sub_(y)
     correction = _flat_dot(buffer, x)
     z = _signed(x, buffer.add_(y), out=buffer)
@@ -100,7 +99,7 @@ def _sigmoid_bce_forward(x, y, p):
 
 
 def _sigmoid_bce_grad(x, y, p, scale):
-    y = _smoothed(y, p.get("label_smoothing", 0.0))
+    y = smooth_binary(y, p.get("label_smoothing", 0.0))
     return torch.sigmoid(x).sub_(y).mul_(scale)
 
 
@@ -330,9 +329,8 @@ def kernel_for(
     kernel = KERNELS.get(name)
     if kernel is None or reduction not in ("mean", "sum", "weighted_mean"):
         return None
+    # no kernel takes class weights, so a weighted mean here is the plain mean
     if not kernel.supports(params):
-        return None
-    if reduction == "weighted_mean" and params.get("class_weight") is not None:
         return None
     ignore = params.get("ignore_index")
     frozen = dict(params)
