@@ -39,15 +39,13 @@ class Loss(keras.losses.Loss):
             loss, reduction=reduction, mean_over_classes=mean_over_classes, **params
         )
         super().__init__(name=name or f"mlloss_{self._loss.name}")
-        self.loss = self._loss.name
-        self.mlloss_reduction = reduction
-        self.mean_over_classes = mean_over_classes
+        # the arguments as given, for get_config (the Loss holds them resolved)
         self.params = {k: v.tolist() if hasattr(v, "tolist") else v for k, v in params.items()}
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
-        if sample_weight is not None and self.mlloss_reduction != "none":
+        if sample_weight is not None and self._loss.reduction != "none":
             raise ValueError(
-                f"{self.loss}: sample_weight would weight an already reduced value; pass "
+                f"{self._loss.name}: sample_weight would weight an already reduced value; pass "
                 f"class_weight/pos_weight to the loss, or reduction='none' so that Keras "
                 f"weights each value and reduces"
             )
@@ -62,9 +60,9 @@ class Loss(keras.losses.Loss):
     def get_config(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "loss": self.loss,
-            "reduction": self.mlloss_reduction,
-            "mean_over_classes": self.mean_over_classes,
+            "loss": self._loss.name,
+            "reduction": self._loss.reduction,
+            "mean_over_classes": self._loss.mean_over_classes,
             "params": dict(self.params),
         }
 
