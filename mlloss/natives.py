@@ -58,8 +58,7 @@ class Translation:
             args.append("mean_over_classes=True")
         for name, value in self.params.items():
             if not _same(value, spec.param(name).default):
-                shown = value.tolist() if hasattr(value, "tolist") else value
-                args.append(f"{name}={shown!r}")
+                args.append(f"{name}={_show(value)}")
         return f"mlloss.get({', '.join(args)})"
 
 
