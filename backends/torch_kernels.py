@@ -20,13 +20,16 @@ A kernel covers the common case, and says so by asking for a fallback otherwise:
   makes the result non-finite, so those calls go through the spec's formula with its
   non-finite policy, as does an empty batch.
 
-Each kernel is a ``forward(x, y, p) -> (sum of the unreduced values, domain checks)`` and a
-``grad(x, y, p, scale) -> scale * d sum / d x``, both in the compute dtype (float32 for half
-precision inputs).
+Each kernel is a ``forward(x, y, p) -> (sum of the unreduced values, domain checks, kept)``
+and a ``grad(x, y, p, scale) -> scale * d sum / d x``, both in the compute dtype (float32 for
+half precision inputs). ``kept`` is None, or a tensor of the logits' shape and dtype that the
+backward keeps instead of the logits (the same bytes) and hands to ``grad_from_kept``: the
+sparse cross-entropy keeps its softmax rather than computing it twice.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +48,7 @@ _LOG_SIGMOID_SAFE = {torch.float32: -80.0, torch.float64: -700.0}
 
 @dataclass(frozen=True)
 class Kernel:
-    """``forward(x, y, p) -> (sum of the unreduced values, extra checks)`` and
+    """``forward(x, y, p) -> (sum of the unreduced values, extra checks, kept or None)`` and
     ``grad(x, y, p, scale) -> scale * d sum / d x``, in the compute dtype."""
 
     forward: Forward
@@ -53,14 +56,12 @@ class Kernel:
     supports: Callable[[Mapping[str, Any]], bool]
     per_sample_mean: bool = False  # multilabel_soft_margin: each sample's mean over classes
     labels: str = "unit"  # "unit": multi-hot in [0, 1]; "index": class indices in [0, C)
+    # grad_from_kept(kept, y, p, scale): the gradient from what forward kept instead of x
+    grad_from_kept: Grad | None = None
 
 
 # Every large temporary costs a fresh allocation on the CPU (its pages are faulted in anew each
 # call), so the kernels write into the temporaries they already have wherever they can.
-
-
-def _zero(x: torch.Tensor) -> torch.Tensor:
-    return torch.zeros((), dtype=x.dtype, device=x.device)
 
 
 def _flat_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -80,6 +81,20 @@ def _signed(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = None) -
     return torch.addcmul(x, x, y, value=-2.0, out=out)
 
 
+def _all_zero(a: torch.Tensor) -> torch.Tensor:
+    """Whether a (NaN-free) tensor is 0 everywhere, as a 0-d tensor: its min and max in one
+    pass (several times cheaper than ``Tensor.any`` on floating-point tensors on the CPU)."""
+    low, high = torch.aminmax(a)
+    return (low == 0) & (high == 0)
+
+
+def _softplus_(z: torch.Tensor) -> torch.Tensor:
+    """softplus(z) = log(1 + e^z), written over z. Above the threshold softplus returns z
+    itself, which is then the correctly rounded value: e^-z < eps e^-4 there."""
+    threshold = math.ceil(-math.log(torch.finfo(z.dtype).eps)) + 4  # float32 20, float64 41
+    return torch._C._nn.softplus(z, 1.0, threshold, out=z)
+
+
 # sigmoid_bce, multilabel_soft_margin -----------------------------------------------------------
 
 
@@ -89,13 +104,16 @@ def _sigmoid_bce_forward(x, y, p):
     and softplus(z) is the exact per-entry loss (no cancellation between softplus(x) and
     x y); for soft labels the two terms cancel at most one bit.
 
-    One temporary: r - y is exact for y in [0, 1] (Sterbenz), so adding y back gives r again,
-    and z and softplus(z) are then written over it."""
+    One temporary: r - y is exact for y in [0, 1] (Sterbenz); where it is 0 everywhere (hard
+    labels, the common case) z is written over it from y directly, else r = (r - y) + y is
+    restored first."""
     y = smooth_binary(y, p.get("label_smoothing", 0.0))
     buffer = torch.round(y).sub_(y)
+    if bool(_all_zero(buffer)):
+        return _softplus_(_signed(x, y, out=buffer)).sum(), [], None
     correction = _flat_dot(buffer, x)
     z = _signed(x, buffer.add_(y), out=buffer)
-    return torch.logaddexp(z, _zero(z), out=z).sum() + correction, []
+    return _softplus_(z).sum() + correction, [], None
 
 
 def _sigmoid_bce_grad(x, y, p, scale):
@@ -127,7 +145,7 @@ def _softmax_ce_forward(x, y, p):
     total = -a * _flat_dot(y, log_p) if isinstance(a, float) else -(a * _row_dot(y, log_p)).sum()
     if uniform:
         total = total - uniform * log_p.sum()
-    return total, []
+    return total, [], None
 
 
 def _softmax_ce_grad(x, y, p, scale):
@@ -143,20 +161,34 @@ def _plain_softmax_ce(p):
 
 
 def _sparse_forward(x, y, p):
-    log_p = torch.log_softmax(x, dim=-1)
+    """Without smoothing: -log softmax(x)_y from the softmax, which the backward then reuses
+    (kept in place of the logits, the same bytes). A picked probability below the smallest
+    normal number (a logit gap over about 87 in float32) would lose digits in its log: the
+    check sends that call to the formula's log_softmax."""
+    index = y.unsqueeze(-1)
     s = p["label_smoothing"]
-    total = -(1.0 - s) * log_p.gather(-1, y.unsqueeze(-1)).sum()
-    if s:
-        total = total - (s / x.shape[-1]) * log_p.sum()
-    return total, []
+    if not s:
+        softmax = torch.softmax(x, dim=-1)
+        picked = softmax.gather(-1, index)
+        normal = picked.amin() >= torch.finfo(x.dtype).tiny
+        return -picked.log_().sum(), [normal], softmax
+    log_p = torch.log_softmax(x, dim=-1)
+    total = -(1.0 - s) * log_p.gather(-1, index).sum() - (s / x.shape[-1]) * log_p.sum()
+    return total, [], None
 
 
 def _sparse_grad(x, y, p, scale):
+    return _sparse_grad_from_softmax(torch.softmax(x, dim=-1), y, p, scale, fresh=True)
+
+
+def _sparse_grad_from_softmax(softmax, y, p, scale, fresh=False):
+    """(softmax - (1 - s) onehot(y) - s/C) times the scale; ``softmax`` is written over only
+    when ``fresh`` (else it is the forward's, which a second backward may read again)."""
     s = p["label_smoothing"]
-    grad = torch.softmax(x, dim=-1).mul_(scale)
+    grad = softmax.mul_(scale) if fresh else torch.mul(softmax, scale)
     index = y.unsqueeze(-1)
     grad.scatter_add_(-1, index, (scale * -(1.0 - s)).to(grad.dtype).expand(index.shape))
-    return grad.sub_(scale * (s / x.shape[-1])) if s else grad
+    return grad.sub_(scale * (s / softmax.shape[-1])) if s else grad
 
 
 def _poly1_forward(x, y, p):
@@ -164,7 +196,7 @@ def _poly1_forward(x, y, p):
     log_p = torch.log_softmax(x, dim=-1)
     cross_entropy = -_flat_dot(y, log_p)
     p_t = _flat_dot(y, log_p.exp_())
-    return cross_entropy + p["epsilon"] * (y.sum() - p_t), []
+    return cross_entropy + p["epsilon"] * (y.sum() - p_t), [], None
 
 
 def _poly1_grad(x, y, p, scale):
@@ -183,15 +215,15 @@ def _focal_forward(x, y, p):
     """alpha_t sigmoid(z)^gamma softplus(z), z = x (1 - 2y), for labels in {0, 1}: the check
     (y - y^2 is 0 exactly at 0 and 1) is one of the call's checks, its temporary then z's."""
     buffer = torch.addcmul(y, y, y, value=-1.0)
-    binary = ~buffer.any()
+    binary = _all_zero(buffer)
     z = _signed(x, y, out=buffer)
     gamma, alpha = p["gamma"], p["alpha"]
     weight = torch.sigmoid(z).pow_(gamma) if gamma != 0.0 else None
-    loss = torch.logaddexp(z, _zero(z), out=z)
+    loss = _softplus_(z)
     if alpha is not None:  # alpha_t = (1 - alpha) + (2 alpha - 1) y
         alpha_t = y.mul(2.0 * alpha - 1.0).add_(1.0 - alpha)
         weight = alpha_t if weight is None else weight.mul_(alpha_t)
-    return (loss.sum() if weight is None else _flat_dot(loss, weight)), [binary]
+    return (loss.sum() if weight is None else _flat_dot(loss, weight)), [binary], None
 
 
 def _focal_grad(x, y, p, scale):
@@ -203,7 +235,7 @@ def _focal_grad(x, y, p, scale):
     if gamma != 0.0:
         s_neg = torch.neg(z)
         torch.sigmoid(s_neg, out=s_neg)
-        softplus = torch.logaddexp(z, _zero(z), out=z)
+        softplus = _softplus_(z)
         grad = torch.addcmul(s, s_neg, softplus, value=gamma, out=s_neg).mul_(s.pow_(gamma))
     else:
         grad = s
@@ -223,7 +255,7 @@ def _asl_forward(x, y, p):
     negative = torch.log1p(torch.neg(p_m)).neg_().mul_(p_m.pow_(p["gamma_neg"]))
     positive = q.log_().neg_()
     safe = x.amin() >= _LOG_SIGMOID_SAFE[x.dtype]
-    return torch.lerp(negative, positive, y, out=negative).sum(), [safe]
+    return torch.lerp(negative, positive, y, out=negative).sum(), [safe], None
 
 
 def _asl_grad(x, y, p, scale):
@@ -257,7 +289,13 @@ KERNELS: dict[str, Kernel] = {
         _sigmoid_bce_forward, _sigmoid_bce_grad, _no_weights, per_sample_mean=True
     ),
     "softmax_ce": Kernel(_softmax_ce_forward, _softmax_ce_grad, _plain_softmax_ce),
-    "sparse_softmax_ce": Kernel(_sparse_forward, _sparse_grad, _plain_softmax_ce, labels="index"),
+    "sparse_softmax_ce": Kernel(
+        _sparse_forward,
+        _sparse_grad,
+        _plain_softmax_ce,
+        labels="index",
+        grad_from_kept=_sparse_grad_from_softmax,
+    ),
     "poly1": Kernel(_poly1_forward, _poly1_grad, lambda p: True),
     "focal": Kernel(_focal_forward, _focal_grad, _focal_supported),
     "asl": Kernel(_asl_forward, _asl_grad, _asl_supported),
@@ -293,24 +331,31 @@ class _KernelFunction(torch.autograd.Function):
         compute = _COMPUTE.get(x.dtype, x.dtype)
         xc = _to(x, compute)
         yc = y if kernel.labels == "index" else _to(y, compute)
-        total, checks = kernel.forward(xc, yc, params)
+        total, checks, kept = kernel.forward(xc, yc, params)
         ok = torch.isfinite(total)
         for check in checks:
             ok = ok & check
-        ctx.save_for_backward(x, y)
+        # what forward kept replaces the logits only at the same size (not a half-precision
+        # input's float32 softmax)
+        ctx.kept = kept is not None and kept.dtype == x.dtype
+        ctx.save_for_backward(kept if ctx.kept else x, y)
         ctx.name, ctx.params, ctx.scale = name, params, scale
         ctx.mark_non_differentiable(ok)
         return _to(total * scale, x.dtype), ok
 
     @staticmethod
     def backward(ctx, g, _):
-        x, y = ctx.saved_tensors
+        first, y = ctx.saved_tensors
         kernel = KERNELS[ctx.name]
-        compute = _COMPUTE.get(x.dtype, x.dtype)
-        xc = _to(x, compute)
+        compute = _COMPUTE.get(first.dtype, first.dtype)
+        scale = _to(g, compute) * ctx.scale
         yc = y if kernel.labels == "index" else _to(y, compute)
-        grad = kernel.grad(xc, yc, ctx.params, _to(g, compute) * ctx.scale)
-        return _to(grad, x.dtype), None, None, None, None, None
+        if ctx.kept:
+            assert kernel.grad_from_kept is not None
+            grad = kernel.grad_from_kept(first, yc, ctx.params, scale)
+        else:
+            grad = kernel.grad(_to(first, compute), yc, ctx.params, scale)
+        return _to(grad, first.dtype), None, None, None, None, None
 
 
 def _plain(x: torch.Tensor) -> bool:

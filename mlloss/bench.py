@@ -62,15 +62,24 @@ class Row:
         }
 
 
-def median_ms(fn: Callable[[], Any], repeat: int, warmup: int = 2) -> float:
+def medians_ms(
+    fns: Sequence[Callable[[], Any] | None], repeat: int, warmup: int = 2
+) -> list[float | None]:
+    """The median time of each fn (None: not timed), in milliseconds. The fns take turns in
+    every round, so a drift of the machine's speed during the run (this shared machine's
+    page-fault cost varies by 2x) reaches all of them alike and leaves their ratios alone."""
+    timed = [fn for fn in fns if fn is not None]
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in timed:
+            fn()
+    times: list[list[float]] = [[] for _ in timed]
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+        for fn, spent in zip(timed, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    medians = iter(1e3 * statistics.median(spent) for spent in times)
+    return [None if fn is None else next(medians) for fn in fns]
 
 
 def _inputs(spec, shape, seed=0):
@@ -194,17 +203,26 @@ def bench_torch(spec, shape, dtype, repeat):
     # x + y into a buffer: one read of each and one write, no fresh allocation (whose page
     # faults would make the floor itself noisy); y itself is indices for the sparse losses
     other, out = torch.full_like(x.detach(), 0.5), torch.empty_like(x.detach())
-    floor = median_ms(lambda: torch.add(x.detach(), other, out=out), repeat)
+    mine, native, public, floor = medians_ms(
+        [
+            step(loss),
+            step(native_fn) if native_fn else None,
+            step(public_fn) if public_fn else None,
+            lambda: torch.add(x.detach(), other, out=out),
+        ],
+        repeat,
+    )
+    assert mine is not None and floor is not None
     return Row(
         spec.name,
         "torch",
         "x".join(map(str, shape)),
         dtype,
-        median_ms(step(loss), repeat),
+        mine,
         native_name,
-        median_ms(step(native_fn), repeat) if native_fn else None,
+        native,
         public_name if public_fn else None,
-        median_ms(step(public_fn), repeat) if public_fn else None,
+        public,
         floor,
         saved(loss),
         saved(native_fn) if native_fn else None,
@@ -216,17 +234,21 @@ def _bench_compiled(spec, backend, shape, dtype, repeat, compiled, mean, floor, 
     each run through ``compiled(fn)`` (fn(x, y) -> a scalar), which returns a timed step."""
     loss = mlloss.get(spec.name, backend=backend, validate=False)
     native_name, native_fn = _native_fn(spec, backend, mean, **native)
+    mine, native_ms, floor_ms = medians_ms(
+        [compiled(loss), compiled(native_fn) if native_fn else None, compiled(floor)], repeat
+    )
+    assert mine is not None and floor_ms is not None
     return Row(
         spec.name,
         backend,
         "x".join(map(str, shape)),
         dtype,
-        median_ms(compiled(loss), repeat),
+        mine,
         native_name,
-        median_ms(compiled(native_fn), repeat) if native_fn else None,
+        native_ms,
         None,
         None,
-        median_ms(compiled(floor), repeat),
+        floor_ms,
         None,
         None,
     )
