@@ -1,11 +1,17 @@
 """``mlloss bench``: forward + backward time of each loss on each backend, as ratios taken in
 the same run against the framework's own loss, the best public implementation where one
-exists, and one element-wise pass (``x + y``, the memory floor).
+exists, and one element-wise pass (``x + y``, the memory floor), with the peak memory of each
+step.
 
 Each timing is the median of repeated runs after warm-up. Like for like: torch runs eagerly
 (mlloss and torch's own loss alike), TensorFlow inside one ``tf.function`` per loss, JAX under
 ``jax.jit``. For torch the bytes the autograd graph saves for the backward are reported too
 (the fused backward should keep no more than the logits and the targets).
+
+Peak memory is what one forward + backward allocates beyond what existed before, at its
+highest, the returned gradient included: on torch from the profiler's memory timeline
+(every tensor's creation and destruction), on JAX from XLA's buffer assignment of the
+compiled step (its temporaries and outputs), on TensorFlow from the CPU allocator's peak.
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ class Row:
     floor_ms: float
     saved_mb: float | None  # torch: what the backward keeps alive (mlloss)
     native_saved_mb: float | None
+    # memory that forward + backward allocate beyond what existed before (the gradient
+    # included), at its peak; None where it could not be measured
+    peak_mb: float | None = None
+    native_peak_mb: float | None = None
 
     @property
     def vs_native(self) -> float | None:
@@ -158,6 +168,27 @@ def _torchvision_focal_reference(torch):
     return focal
 
 
+def torch_peak_mb(run: Callable[[], Any]) -> float | None:
+    """The most memory ``run()`` (one torch step) holds at once beyond what existed before,
+    in MB: the profiler's memory timeline of its tensors, created minus destroyed, at its
+    highest. None where this torch has no such timeline (it is a private API)."""
+    try:
+        from torch.profiler import ProfilerActivity, profile
+        from torch.profiler._memory_profiler import Action
+
+        run()  # warm: what the first call allocates once is not the step's
+        options = {"profile_memory": True, "record_shapes": True, "with_stack": True}
+        with profile(activities=[ProfilerActivity.CPU], **options) as prof:
+            run()
+        now = top = 0
+        for _, action, _, size in prof._memory_profile().timeline:
+            now += size if action == Action.CREATE else -size if action == Action.DESTROY else 0
+            top = max(top, now)
+        return top / 2**20
+    except Exception:  # the private API moved in this torch release
+        return None
+
+
 def bench_torch(spec, shape, dtype, repeat):
     import torch
 
@@ -226,12 +257,17 @@ def bench_torch(spec, shape, dtype, repeat):
         floor,
         saved(loss),
         saved(native_fn) if native_fn else None,
+        torch_peak_mb(step(loss)),
+        torch_peak_mb(step(native_fn)) if native_fn else None,
     )
 
 
-def _bench_compiled(spec, backend, shape, dtype, repeat, compiled, mean, floor, **native):
+def _bench_compiled(
+    spec, backend, shape, dtype, repeat, compiled, mean, floor, peak=None, **native
+):
     """One row for a backend that compiles: mlloss, the framework's own loss and the floor
-    each run through ``compiled(fn)`` (fn(x, y) -> a scalar), which returns a timed step."""
+    each run through ``compiled(fn)`` (fn(x, y) -> a scalar), which returns a timed step;
+    ``peak(fn)`` measures a step's peak memory in MB (None: not measured)."""
     loss = mlloss.get(spec.name, backend=backend, validate=False)
     native_name, native_fn = _native_fn(spec, backend, mean, **native)
     mine, native_ms, floor_ms = medians_ms(
@@ -251,6 +287,8 @@ def _bench_compiled(spec, backend, shape, dtype, repeat, compiled, mean, floor, 
         floor_ms,
         None,
         None,
+        peak(loss) if peak else None,
+        peak(native_fn) if peak and native_fn else None,
     )
 
 
@@ -273,6 +311,21 @@ def bench_tensorflow(spec, shape, dtype, repeat):
     def floor(a, b):
         return tf.reduce_sum(a + 1.0)
 
+    def peak(fn):
+        """The CPU allocator's peak during one step, above what it held before."""
+        try:
+            run = compiled(fn)
+            run()
+            tf.config.experimental.reset_memory_stats("CPU:0")
+            before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+            run()
+            grown = tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
+        except (ValueError, RuntimeError):  # an allocator that keeps no statistics
+            return None
+        # less than the gradient the step returns: the allocator did not see the step's
+        # buffers (small ones come from elsewhere), so there is no measurement
+        return grown / 2**20 if grown >= x.shape.num_elements() * x.dtype.size else None
+
     return _bench_compiled(
         spec,
         "tensorflow",
@@ -282,6 +335,7 @@ def bench_tensorflow(spec, shape, dtype, repeat):
         compiled,
         tf.reduce_mean,
         floor,
+        peak,
         labels_first=True,
     )
 
@@ -301,7 +355,15 @@ def bench_jax(spec, shape, dtype, repeat):
     def floor(a, b):
         return jnp.sum(a + 1.0)
 
-    return _bench_compiled(spec, "jax", shape, dtype, repeat, compiled, jnp.mean, floor)
+    def peak(fn):
+        """XLA's buffers for the compiled step: its temporaries and its outputs."""
+        step = jax.jit(jax.value_and_grad(fn)).lower(x, y).compile()
+        memory = step.memory_analysis()
+        if memory is None:
+            return None
+        return (memory.temp_size_in_bytes + memory.output_size_in_bytes) / 2**20
+
+    return _bench_compiled(spec, "jax", shape, dtype, repeat, compiled, jnp.mean, floor, peak)
 
 
 RUNNERS = {"torch": bench_torch, "tensorflow": bench_tensorflow, "jax": bench_jax}
@@ -342,14 +404,20 @@ def table(rows: Sequence[Row]) -> str:
 
     lines = [
         "| loss | backend | shape | dtype | mlloss ms | vs native | vs best public | "
-        "element-wise passes | saved for backward (MB, mlloss / native) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "element-wise passes | peak MB (mlloss / native) | "
+        "saved for backward (MB, mlloss / native) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+
+    def pair(mine: float | None, native: float | None) -> str:
+        if mine is None:
+            return "—"
+        return f"{mine:.1f} / " + ("—" if native is None else f"{native:.1f}")
+
     for r in rows:
-        native_saved = "—" if r.native_saved_mb is None else f"{r.native_saved_mb:.1f}"
-        saved = "—" if r.saved_mb is None else f"{r.saved_mb:.1f} / {native_saved}"
         lines.append(
             f"| {r.loss} | {r.backend} | {r.shape} | {r.dtype} | {r.mlloss_ms:.2f} | "
-            f"{ratio(r.vs_native)} | {ratio(r.vs_public)} | {r.passes:.1f} | {saved} |"
+            f"{ratio(r.vs_native)} | {ratio(r.vs_public)} | {r.passes:.1f} | "
+            f"{pair(r.peak_mb, r.native_peak_mb)} | {pair(r.saved_mb, r.native_saved_mb)} |"
         )
     return "\n".join(lines)

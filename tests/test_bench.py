@@ -24,6 +24,7 @@ def test_rows_pair_each_loss_with_its_native_and_the_public_reference():
     assert asl.native is None and asl.public == "ASL paper reference (torch)"
     assert by[("zlpr", "float32")].native is None
     assert bce.saved_mb is not None and bce.saved_mb > 0
+    assert bce.peak_mb is not None and bce.native_peak_mb is not None
 
 
 def test_asl_reference_computes_asl():
@@ -88,3 +89,39 @@ def test_compiled_backends_pair_with_their_natives(backend, native):
     (row,) = bench.run(["sigmoid_bce"], [backend], shapes=[(4, 3)], repeat=1)
     assert (row.backend, row.dtype, row.native) == (backend, "float32", native)
     assert row.native_ms is not None and row.native_ms > 0 and row.saved_mb is None
+
+
+def test_peak_memory_of_a_step():
+    """The torch timeline counts what a step allocates: the fused sigmoid_bce holds one
+    temporary in forward, freed before the backward writes the gradient, so its peak is one
+    logits-sized buffer; the formula without the kernel holds several at once."""
+    import mlloss
+
+    x = torch.randn(256, 100, requires_grad=True)
+    y = (torch.rand(256, 100) < 0.3).float()
+    size = x.numel() * x.element_size() / 2**20
+
+    def step(loss):
+        def run():
+            x.grad = None
+            loss(x, y).backward()
+
+        return run
+
+    fused = bench.torch_peak_mb(step(mlloss.get("sigmoid_bce", backend="torch")))
+    spec = mlloss.spec("sigmoid_bce")
+    plain = mlloss.Loss(spec, "torch", "mean", spec.resolve_params({}))
+    plain._kernels["torch"] = None
+    formula = bench.torch_peak_mb(step(plain))
+    assert fused is not None and formula is not None
+    assert fused == pytest.approx(size, rel=0.01)
+    assert formula > 2 * size
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_compiled_backends_report_peak_memory(backend):
+    pytest.importorskip(backend)
+    (row,) = bench.run(["sigmoid_bce"], [backend], shapes=[(256, 1000)], repeat=1)
+    # at least the gradient, a logits-sized output of the step
+    assert row.peak_mb is not None and row.peak_mb >= 256 * 1000 * 4 / 2**20
+    assert row.native_peak_mb is not None and row.native_peak_mb > 0
