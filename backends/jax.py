@@ -126,6 +126,12 @@ class JaxOps(OpsBase):
         fused.defvjp(forward, backward)
         return fused
 
+    def values_kernel(self, name, params):
+        """A fused kernel for this loss's per-sample values (see jax_kernels), or None."""
+        from mlloss.backends.jax_kernels import values_kernel
+
+        return values_kernel(name, params)
+
     def value_and_grad(self, f, x, *more):
         value, pullback = jax.vjp(f, x, *more)
         grads = pullback(jnp.ones_like(value))

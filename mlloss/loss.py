@@ -74,7 +74,7 @@ class Loss:
         self.mean_over_classes = mean_over_classes
         # writable copies: torch shares memory with NumPy and warns on the read-only originals
         self._per_class = {k: v.copy() for k, v in self.params.items() if _is_per_class(spec, k, v)}
-        self._fused_fns: dict[str, Callable[..., Any]] = {}
+        self._fused_fns: dict[str, tuple[Callable[..., Any], bool]] = {}
         self._kernels: dict[str, Callable[..., Any] | None] = {}
         if backend is not None:
             # asked for by name: load and build now, not inside a compiled trace (where
@@ -379,15 +379,17 @@ class Loss:
         )
 
     def _prepare(
-        self, ops: Ops, x: Any, y: Any, heads: tuple[Any, ...] = ()
+        self, ops: Ops, x: Any, y: Any, heads: tuple[Any, ...] = (), mask_logits: bool = True
     ) -> tuple[str, Any, tuple[Any, ...], Prepared, dict[str, Any]]:
         compute = _COMPUTE_DTYPE[ops.dtype_name(x)]
         xc = ops.cast(x, compute) if ops.dtype_name(x) != compute else x
         t = _prepare_targets(ops, self.spec, y, compute, self.params)
         # a logit whose label is missing never reaches the formula: whatever it is (NaN, inf),
         # it adds nothing to the value or, through this where, to any gradient path
-        observed = t.mask if self.spec.target_kind == "multi_hot" else ops.expand_dims(t.mask, -1)
-        xc = ops.where(observed, xc, 0.0)
+        if mask_logits:
+            multi_hot = self.spec.target_kind == "multi_hot"
+            observed = t.mask if multi_hot else ops.expand_dims(t.mask, -1)
+            xc = ops.where(observed, xc, 0.0)
         # a head (one value per sample) of a sample with nothing observed, likewise
         hc = tuple(
             ops.where(t.counted, ops.cast(h, compute) if ops.dtype_name(h) != compute else h, 0.0)
@@ -424,13 +426,15 @@ class Loss:
     ) -> tuple[Any, Any, Prepared, dict[str, Any], str]:
         """The unreduced values (per sample with mean_over_classes), which of them count,
         the prepared targets and parameters, and the compute dtype."""
-        compute, xc, hc, t, p = self._prepare(ops, x, y, heads)
-        if fused:
-            fn = self._fused_fn(ops)
+        # a backend's kernel applies the NaN policy and the mask of missing labels itself
+        fn, kernel = self._fused_fn(ops) if fused else (None, False)
+        compute, xc, hc, t, p = self._prepare(ops, x, y, heads, mask_logits=not kernel)
+        if fn is not None:
             values = fn(xc, *hc, t.y, t.mask, *(p[k] for k in self._per_class))
         else:
             values = self.spec.value(ops, xc, t, p)
-        values = _nan_in_nan_out(ops, self.spec.per, xc, values)
+        if not kernel:
+            values = _nan_in_nan_out(ops, self.spec.per, xc, values)
         values, counted = self._over_classes(ops, values, t, compute)
         return values, counted, t, p, compute
 
@@ -469,16 +473,29 @@ class Loss:
             self._kernels.setdefault(ops.name, found)
         return self._kernels[ops.name]
 
-    def _fused_fn(self, ops: Ops) -> Callable[..., Any]:
-        """The spec's value with its closed-form gradient as the backward, built once a backend.
+    def _fused_fn(self, ops: Ops) -> tuple[Callable[..., Any], bool]:
+        """The spec's value with its closed-form gradient as the backward, built once a backend,
+        and whether it applies the NaN policy itself.
 
         Its inputs are the logits and the spec's heads (differentiated), the prepared targets
         and mask, and the per-class parameter tensors; the scalar parameters are fixed in the
-        closure.
+        closure. A backend may have a fused kernel computing the same values from fewer
+        passes (``values_kernel``: JAX's softmax cross-entropies), which applies the NaN
+        policy and the mask of missing labels itself.
         """
-        fn = self._fused_fns.get(ops.name)
-        if fn is not None:
-            return fn
+        found = self._fused_fns.get(ops.name)
+        if found is not None:
+            return found
+        kernel_for = getattr(ops, "values_kernel", None)
+        if kernel_for is not None and not self._per_class and not self.spec.heads:
+            kernel = kernel_for(self.name, self.params)
+            if kernel is not None:
+                return self._fused_fns.setdefault(ops.name, (kernel, True))
+        # dict.setdefault is atomic: threads racing on first use all get the same function
+        return self._fused_fns.setdefault(ops.name, (self._spec_fused_fn(ops), False))
+
+    def _spec_fused_fn(self, ops: Ops) -> Callable[..., Any]:
+        """The spec's value with its closed-form gradient as the backward."""
         tensors, names = tuple(self._per_class), self.spec.heads
         spec, scalars = self.spec, {k: v for k, v in self.params.items() if k not in tensors}
         n_diff = 1 + len(names)
@@ -500,8 +517,7 @@ class Loss:
             x, heads, t, p = split(args)
             return self._vjp(ops, g, x, heads, t, p)
 
-        # dict.setdefault is atomic: threads racing on first use all get the same function
-        return self._fused_fns.setdefault(ops.name, ops.custom_vjp(value_fn, vjp_fn, n_diff))
+        return ops.custom_vjp(value_fn, vjp_fn, n_diff)
 
     def _vjp(
         self, ops: Ops, g: Any, x: Any, heads: tuple[Any, ...], t: Prepared, p: Mapping[str, Any]

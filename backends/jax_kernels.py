@@ -1,0 +1,141 @@
+"""Fused values for the softmax cross-entropies on JAX, proved equal to their specs.
+
+Under ``jax.jit`` the spec's formula already compiles into fused loops, but its general
+pieces (a ``log_softmax`` with limits for infinite rows, a one-hot target, the NaN policy's
+own pass over the logits, a backward that computes the softmax again) cost several passes
+more than the frameworks' own cross-entropy. These kernels compute the same per-sample values
+from two reductions of the logits and a gather, and their backward is one element-wise pass:
+
+- the exponentials ``e = exp(x - m)`` (``m`` the row maximum) are computed once, and the
+  backward keeps them in place of the logits (the same bytes; the frameworks' own losses keep
+  them too), with one sum per sample and the targets;
+- the value is a sum of non-negative terms, ``log sum exp(z) - sum_c q_c z_c`` with
+  ``z = x - m <= 0``, so it keeps its digits where the sample is predicted confidently;
+- the spec's edge cases come out of the same formula: a row holding a NaN has a NaN value
+  and gradient (the maximum propagates it, so the NaN policy needs no pass of its own), a row
+  whose maximum is ``+inf`` (or that is all ``-inf``) takes the spec's limits (the ``k``
+  entries equal to the maximum share the softmax), and masked classes or ignored samples add
+  nothing.
+
+The spec stays the definition: the conformance suite checks these kernels through
+``mlloss.get`` like any other path, and tests/test_jax_kernels.py compares each with the
+formula (``fused=False``) on ordinary and non-finite inputs.
+
+A kernel has the signature of the loss's fused function, ``fn(x, y, mask) -> per-sample
+values``, for losses with no per-class weights and no extra heads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from mlloss.losses.softmax import _distribution
+from mlloss.spec import Prepared
+
+
+def _shifted(x: jax.Array, m: jax.Array) -> jax.Array:
+    """``x - m`` for the row maximum ``m``, or where ``m`` is infinite (``+inf``, or ``-inf``
+    for a row with nothing observed) its limit: 0 at the entries equal to ``m``, ``-inf``
+    elsewhere. A NaN maximum takes the ordinary path (NaN out)."""
+    infinite = jnp.isinf(m)
+    limit = jnp.where(x == m, 0.0, -jnp.inf).astype(x.dtype)
+    return jnp.where(infinite, limit, x - jnp.where(infinite, 0.0, m))
+
+
+def _xmul(q: jax.Array, z: jax.Array) -> jax.Array:
+    """``q z``, 0 where ``q`` is 0 (a class with no target mass at ``z = -inf``)."""
+    return jnp.where(q == 0, 0.0, q * z)
+
+
+def _exp_shifted(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(m, e, S): the row maximum, ``e = exp(x - m)`` (with the limits of ``_shifted``) and
+    ``S = sum e``, each reduced value shaped (..., 1). The backward keeps ``e`` rather than
+    computing the exponentials again: the softmax is ``e / S``."""
+    m = jnp.max(x, axis=-1, keepdims=True)
+    e = jnp.exp(_shifted(x, m))
+    return m, e, jnp.sum(e, axis=-1, keepdims=True)
+
+
+def _sparse(params: Mapping[str, Any]) -> Callable[..., jax.Array]:
+    """-sum_c q_c log softmax(x)_c with q = (1 - s) onehot(y) + s / C, 0 for ignored samples."""
+    s = float(params["label_smoothing"])
+
+    def value(x, y, mask, m, total):
+        picked = jnp.take_along_axis(x, y[..., None], axis=-1)
+        loss = jnp.log(total) - (1.0 - s) * _shifted(picked, m)
+        if s:
+            loss = loss - s * jnp.mean(_shifted(x, m), axis=-1, keepdims=True)
+        return jnp.where(mask, loss[..., 0], 0.0)
+
+    def forward(x, y, mask):
+        m, e, total = _exp_shifted(x)
+        return value(x, y, mask, m, total), (e, total, y, mask)
+
+    @jax.custom_vjp
+    def fn(x, y, mask):
+        return forward(x, y, mask)[0]
+
+    def backward(res, g):
+        e, total, y, mask = res
+        hit = y[..., None] == jnp.arange(e.shape[-1])
+        local = e / total - jnp.where(hit, 1.0 - s, 0.0) - s / e.shape[-1]
+        return jnp.where(mask[..., None], g[..., None] * local, 0.0), None, None
+
+    fn.defvjp(forward, backward)
+    return fn
+
+
+def _dense(params: Mapping[str, Any]) -> Callable[..., jax.Array]:
+    """-sum_c q_c log softmax(x)_c over the observed classes, q the spec's own distribution
+    (normalized and smoothed as asked)."""
+    from mlloss.backends.jax import ops
+
+    def target(y, mask):
+        return _distribution(ops, Prepared(y, mask, None), params)
+
+    def forward(x, y, mask):
+        q = target(y, mask)
+        observed = jnp.where(mask, x, -jnp.inf)
+        m, e, total = _exp_shifted(observed)
+        mass = jnp.sum(q, axis=-1, keepdims=True)
+        cross = jnp.sum(_xmul(q, _shifted(observed, m)), axis=-1, keepdims=True)
+        value = (jnp.log(total) * mass - cross)[..., 0]
+        return value, (e, total, mass, y, mask)
+
+    @jax.custom_vjp
+    def fn(x, y, mask):
+        return forward(x, y, mask)[0]
+
+    def backward(res, g):
+        e, total, mass, y, mask = res
+        local = e * (mass / total) - target(y, mask)
+        return g[..., None] * local, None, None
+
+    fn.defvjp(forward, backward)
+    return fn
+
+
+def _unweighted(params: Mapping[str, Any]) -> bool:
+    return params.get("class_weight") is None
+
+
+KERNELS: dict[str, tuple[Callable[..., Callable[..., jax.Array]], Callable[..., bool]]] = {
+    "sparse_softmax_ce": (_sparse, _unweighted),
+    "softmax_ce": (_dense, _unweighted),
+}
+
+
+def values_kernel(name: str, params: Mapping[str, Any]) -> Callable[..., jax.Array] | None:
+    """``fn(x, y, mask) -> per-sample values`` (NaN policy included) for this loss and these
+    settings, or None when the spec's formula computes it."""
+    found = KERNELS.get(name)
+    if found is None or not found[1](params):
+        return None
+    return found[0](params)
+
+
+__all__ = ["KERNELS", "values_kernel"]
