@@ -16,9 +16,12 @@ compiled step (its temporaries and outputs), on TensorFlow from the CPU allocato
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -168,6 +171,21 @@ def _torchvision_focal_reference(torch):
     return focal
 
 
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """The profiler's native code writes its start and stop to file descriptor 2; the bench
+    prints a table, so that goes to /dev/null while it runs."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def torch_peak_mb(run: Callable[[], Any]) -> float | None:
     """The most memory ``run()`` (one torch step) holds at once beyond what existed before,
     in MB: the profiler's memory timeline of its tensors, created minus destroyed, at its
@@ -178,11 +196,15 @@ def torch_peak_mb(run: Callable[[], Any]) -> float | None:
 
         run()  # warm: what the first call allocates once is not the step's
         options = {"profile_memory": True, "record_shapes": True, "with_stack": True}
-        with profile(activities=[ProfilerActivity.CPU], **options) as prof:
+        with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], **options) as prof:
             run()
-        now = top = 0
-        for _, action, _, size in prof._memory_profile().timeline:
-            now += size if action == Action.CREATE else -size if action == Action.DESTROY else 0
+        created, now, top = set(), 0, 0
+        for _, action, (tensor, _), size in prof._memory_profile().timeline:
+            if action == Action.CREATE:
+                created.add(tensor)
+                now += size
+            elif action == Action.DESTROY and tensor in created:  # not what came before
+                now -= size
             top = max(top, now)
         return top / 2**20
     except Exception:  # the private API moved in this torch release
