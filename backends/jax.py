@@ -126,8 +126,9 @@ class JaxOps(OpsBase):
         fused.defvjp(forward, backward)
         return fused
 
-    def values_kernel(self, name, params):
-        """A fused kernel for this loss's per-sample values (see jax_kernels), or None."""
+    def values_kernel(self, name, params, fallback=None):
+        """A fused kernel for this loss's per-sample values (see jax_kernels; it needs no
+        fallback), or None."""
         from mlloss.backends.jax_kernels import values_kernel
 
         return values_kernel(name, params)

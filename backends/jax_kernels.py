@@ -61,14 +61,19 @@ def _exp_shifted(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
 
 
 def _sparse(params: Mapping[str, Any]) -> Callable[..., jax.Array]:
-    """-sum_c q_c log softmax(x)_c with q = (1 - s) onehot(y) + s / C, 0 for ignored samples."""
+    """-sum_c q_c log softmax(x)_c with q = (1 - s) onehot(y) + s / C, 0 for ignored samples;
+    an unvalidated index outside [0, C) has an all-zero one-hot, as in the spec."""
     s = float(params["label_smoothing"])
 
     def value(x, y, mask, m, total):
-        picked = jnp.take_along_axis(x, y[..., None], axis=-1)
-        loss = jnp.log(total) - (1.0 - s) * _shifted(picked, m)
+        classes = x.shape[-1]
+        valid = ((y >= 0) & (y < classes))[..., None]
+        picked = jnp.take_along_axis(x, jnp.clip(y, 0, classes - 1)[..., None], axis=-1)
+        log_s = jnp.log(total)
+        # log_s is NaN exactly for a row holding a NaN, which stays NaN without a label too
+        loss = (1.0 - s) * jnp.where(valid, log_s - _shifted(picked, m), 0.0 * log_s)
         if s:
-            loss = loss - s * jnp.mean(_shifted(x, m), axis=-1, keepdims=True)
+            loss = loss + s * (log_s - jnp.mean(_shifted(x, m), axis=-1, keepdims=True))
         return jnp.where(mask, loss[..., 0], 0.0)
 
     def forward(x, y, mask):
@@ -81,8 +86,11 @@ def _sparse(params: Mapping[str, Any]) -> Callable[..., jax.Array]:
 
     def backward(res, g):
         e, total, y, mask = res
-        hit = y[..., None] == jnp.arange(e.shape[-1])
-        local = e / total - jnp.where(hit, 1.0 - s, 0.0) - s / e.shape[-1]
+        classes = e.shape[-1]
+        valid = ((y >= 0) & (y < classes))[..., None]
+        mass = (1.0 - s) * valid + s  # sum_c q_c
+        hit = y[..., None] == jnp.arange(classes)
+        local = e * (mass / total) - jnp.where(hit, 1.0 - s, 0.0) - s / classes
         return jnp.where(mask[..., None], g[..., None] * local, 0.0), None, None
 
     fn.defvjp(forward, backward)

@@ -129,6 +129,13 @@ class TensorflowOps(OpsBase):
 
         return call
 
+    def values_kernel(self, name, params, fallback):
+        """TensorFlow's own fused kernel where it computes the loss (see
+        tensorflow_kernels), with ``fallback`` for the batches it does not take; or None."""
+        from mlloss.backends.tensorflow_kernels import values_kernel
+
+        return values_kernel(name, params, fallback)
+
     def value_and_grad(self, f, x, *more):
         args = (x, *more)
         with tf.GradientTape() as tape:

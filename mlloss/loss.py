@@ -480,19 +480,32 @@ class Loss:
         Its inputs are the logits and the spec's heads (differentiated), the prepared targets
         and mask, and the per-class parameter tensors; the scalar parameters are fixed in the
         closure. A backend may have a fused kernel computing the same values from fewer
-        passes (``values_kernel``: JAX's softmax cross-entropies), which applies the NaN
-        policy and the mask of missing labels itself.
+        passes (``values_kernel``: JAX's softmax cross-entropies, TensorFlow's sparse one),
+        which applies the NaN policy and the mask of missing labels itself, and may hand a
+        batch it does not take to ``fallback``, the spec's path.
         """
         found = self._fused_fns.get(ops.name)
         if found is not None:
             return found
+        spec_fn = self._spec_fused_fn(ops)
         kernel_for = getattr(ops, "values_kernel", None)
         if kernel_for is not None and not self._per_class and not self.spec.heads:
-            kernel = kernel_for(self.name, self.params)
+            per = self.spec.per
+
+            def fallback(x: Any, y: Any, mask: Any) -> Any:
+                """The spec's path for a batch the kernel does not take: the missing labels'
+                logits masked, the fused formula, the NaN policy."""
+                observed = (
+                    mask if self.spec.target_kind == "multi_hot" else ops.expand_dims(mask, -1)
+                )
+                x = ops.where(observed, x, 0.0)
+                return _nan_in_nan_out(ops, per, x, spec_fn(x, y, mask))
+
+            kernel = kernel_for(self.name, self.params, fallback)
             if kernel is not None:
                 return self._fused_fns.setdefault(ops.name, (kernel, True))
         # dict.setdefault is atomic: threads racing on first use all get the same function
-        return self._fused_fns.setdefault(ops.name, (self._spec_fused_fn(ops), False))
+        return self._fused_fns.setdefault(ops.name, (spec_fn, False))
 
     def _spec_fused_fn(self, ops: Ops) -> Callable[..., Any]:
         """The spec's value with its closed-form gradient as the backward."""

@@ -1,0 +1,209 @@
+"""The backends' fused value kernels (backends/jax_kernels.py, backends/tensorflow_kernels.py):
+each gives the values and gradients of the path it replaces (the spec's formula with its
+closed-form backward), on ordinary inputs and on every edge the spec defines: missing labels
+and ignored samples, NaN rows, infinite logits, rows with nothing observed, labels out of
+range."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+import mlloss
+from mlloss import backends
+
+# (backend, loss, settings) for every kernel
+SETTINGS = [
+    ("jax", "sparse_softmax_ce", {}),
+    ("jax", "sparse_softmax_ce", {"label_smoothing": 0.2}),
+    ("jax", "sparse_softmax_ce", {"ignore_index": 2}),
+    ("jax", "softmax_ce", {}),
+    ("jax", "softmax_ce", {"label_smoothing": 0.2}),
+    ("jax", "softmax_ce", {"normalize_targets": True}),
+    ("jax", "softmax_ce", {"normalize_targets": True, "label_smoothing": 0.3}),
+    ("tensorflow", "sparse_softmax_ce", {}),
+    ("tensorflow", "sparse_softmax_ce", {"ignore_index": 2}),
+]
+SHAPE = (12, 7)
+RTOL = {np.float64: 1e-13, np.float32: 2e-6}
+
+
+def _ops(backend):
+    pytest.importorskip(backend)
+    return backends.load(backend)
+
+
+def _inputs(name, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=SHAPE) * 3).astype(dtype)
+    if mlloss.spec(name).target_kind == "class_index":
+        return x, rng.integers(0, SHAPE[-1], size=SHAPE[:-1])
+    return x, (rng.random(SHAPE) < 0.3).astype(dtype)
+
+
+def _edges(name, dtype):
+    """Logits and targets with every edge case, one per row."""
+    x, y = _inputs(name, dtype, seed=1)
+    x[0, 1] = np.nan  # a NaN row
+    x[1, 2] = np.inf  # +inf, one entry
+    x[2, [0, 3]] = np.inf  # +inf, two entries
+    x[3, :] = -np.inf  # every logit -inf
+    x[4, 5] = -np.inf  # -inf, one entry
+    if mlloss.spec(name).target_kind == "class_index":
+        y[1], y[2], y[4] = 2, 1, 5  # the label on the +inf, beside two +inf, on the -inf
+        y[5] = -100  # ignored
+        x[5, 0] = np.nan  # a NaN in an ignored sample counts for nothing
+    else:
+        y[1, :], y[1, 2] = 0, 1
+        y[2, :], y[2, 1] = 0, 1
+        y[4, :], y[4, 5] = 0, 1
+        y[5, :3] = -1  # missing labels, one logit behind them NaN
+        x[5, 0] = np.nan
+        y[6, :] = -1  # nothing observed
+        y[7, :] = 0  # no positive
+    return x, y
+
+
+def _closed_form(backend, name, params, reduction):
+    """The path the kernel replaces: the spec's formula with its closed-form gradient (which,
+    unlike autodiff of the formula, gives rows with an infinite logit their limit gradient)."""
+    spec = mlloss.spec(name)
+    loss = mlloss.Loss(spec, backend, reduction, spec.resolve_params(params), validate=False)
+    ops = _ops(backend)
+    loss._fused_fns[ops.name] = (loss._spec_fused_fn(ops), False)
+    return loss
+
+
+def _both(backend, name, params, x, y, reduction="none"):
+    ops = _ops(backend)
+    kernel = mlloss.get(name, backend=backend, reduction=reduction, validate=False, **params)
+    assert kernel._fused_fn(ops)[1], "the kernel is used"
+    closed_form = _closed_form(backend, name, params, reduction)
+    x, y = ops.asarray(x), ops.asarray(y)
+    return kernel.value_and_grad(x, y), closed_form.value_and_grad(x, y)
+
+
+def _close(a, b, rtol):
+    a, b = np.asarray(a), np.asarray(b)
+    np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_every_kernel_is_covered(backend):
+    _ops(backend)
+    module = importlib.import_module(f"mlloss.backends.{backend}_kernels")
+    assert {name for b, name, _ in SETTINGS if b == backend} == set(module.KERNELS)
+
+
+@pytest.mark.parametrize("backend, name, params", SETTINGS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("reduction", ["none", "mean"])
+def test_kernel_equals_formula(backend, name, params, dtype, reduction):
+    x, y = _inputs(name, dtype)
+    (value, grad), (value_f, grad_f) = _both(backend, name, params, x, y, reduction)
+    ops = _ops(backend)
+    assert ops.dtype_name(value) == ops.dtype_name(grad) == np.dtype(dtype).name
+    _close(value, value_f, RTOL[dtype])
+    _close(grad, grad_f, RTOL[dtype])
+    # and autodiff of the formula itself, away from the edges
+    formula = mlloss.get(name, backend=backend, reduction=reduction, fused=False, **params)
+    value_a, grad_a = formula.value_and_grad(ops.asarray(x), ops.asarray(y))
+    _close(value, value_a, RTOL[dtype])
+    _close(grad, grad_a, RTOL[dtype])
+
+
+@pytest.mark.parametrize("backend, name, params", SETTINGS)
+def test_edge_cases_equal_the_formula(backend, name, params):
+    """NaN where the formula has NaN, the same limits where it has infinities."""
+    x, y = _edges(name, np.float64)
+    (value, grad), (value_f, grad_f) = _both(backend, name, params, x, y)
+    _close(value, value_f, 1e-13)
+    _close(grad, grad_f, 1e-13)
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_labels_out_of_range_take_the_formula(backend):
+    """Unvalidated class indices outside [0, C): what the formula makes of them (the
+    TensorFlow op would raise)."""
+    x, y = _inputs("sparse_softmax_ce", np.float64)
+    y[3], y[4] = SHAPE[-1], -7
+    (value, grad), (value_f, grad_f) = _both(backend, "sparse_softmax_ce", {}, x, y)
+    _close(value, value_f, 1e-13)
+    _close(grad, grad_f, 1e-13)
+
+
+def test_tensorflow_kernel_inside_tf_function():
+    tf = pytest.importorskip("tensorflow")
+    loss = mlloss.get("sparse_softmax_ce", backend="tensorflow", validate=False)
+    closed_form = _closed_form("tensorflow", "sparse_softmax_ce", {}, "mean")
+    for x, y in (_inputs("sparse_softmax_ce", np.float32), _edges("sparse_softmax_ce", np.float32)):
+        logits = tf.Variable(x)
+        labels = tf.constant(y)
+
+        @tf.function
+        def step(fn, logits=logits, labels=labels):
+            with tf.GradientTape() as tape:
+                value = fn(logits, labels)
+            return value, tape.gradient(value, logits)
+
+        for got, expected in zip(step(loss), step(closed_form), strict=True):
+            _close(got, expected, 2e-6)
+
+
+def test_soft_targets():
+    pytest.importorskip("jax")
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=SHAPE) * 3
+    y = rng.random(SHAPE)
+    (value, grad), (value_f, grad_f) = _both("jax", "softmax_ce", {}, x, y)
+    _close(value, value_f, 1e-13)
+    _close(grad, grad_f, 1e-13)
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+@pytest.mark.parametrize("margin", [5.0, 10.0, 15.0])
+def test_confident_samples_lose_no_more_than_the_formula(backend, margin):
+    """Samples predicted with a margin have small losses; in float32 the kernel's values are
+    as close to the exact ones as the formula's (its terms are all non-negative: nothing
+    cancels)."""
+    ops = _ops(backend)
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=SHAPE).astype(np.float32)
+    labels = rng.integers(0, SHAPE[-1], size=SHAPE[0])
+    x[np.arange(SHAPE[0]), labels] += margin
+    kwargs = {"backend": backend, "reduction": "none"}
+    kernel = mlloss.get("sparse_softmax_ce", **kwargs)
+    formula = mlloss.get("sparse_softmax_ce", fused=False, **kwargs)
+    y = ops.asarray(labels)
+    exact = np.asarray(kernel(ops.asarray(x.astype(np.float64)), y))
+    error = np.abs(np.asarray(kernel(ops.asarray(x), y)) - exact)
+    error_f = np.abs(np.asarray(formula(ops.asarray(x), y)) - exact)
+    assert np.all(error <= error_f + 4 * np.finfo(np.float32).eps * exact)
+
+
+def test_jax_kernel_under_jit_and_vmap():
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    x, y = (jnp.asarray(a) for a in _inputs("sparse_softmax_ce", np.float32))
+    loss = mlloss.get("sparse_softmax_ce", backend="jax")
+    direct = loss(x, y)
+    jitted, _ = jax.jit(jax.value_and_grad(loss))(x, y)
+    _close(jitted, direct, 1e-6)
+    per_sample = jax.vmap(loss)(x[:, None], y[:, None])
+    _close(per_sample.mean(), direct, 1e-6)
+
+
+@pytest.mark.parametrize(
+    "backend, name, params",
+    [
+        ("jax", "softmax_ce", {"class_weight": [1.0] * SHAPE[-1]}),
+        ("tensorflow", "sparse_softmax_ce", {"label_smoothing": 0.1}),
+        ("tensorflow", "sparse_softmax_ce", {"class_weight": [1.0] * SHAPE[-1]}),
+    ],
+)
+def test_settings_without_a_kernel(backend, name, params):
+    loss = mlloss.get(name, backend=backend, **params)
+    assert not loss._fused_fn(_ops(backend))[1]
