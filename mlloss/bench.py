@@ -76,21 +76,29 @@ class Row:
 
 
 def medians_ms(
-    fns: Sequence[Callable[[], Any] | None], repeat: int, warmup: int = 2
+    fns: Sequence[Callable[[], Any] | None], repeat: int, warmup: int = 2, rounds: int = 3
 ) -> list[float | None]:
-    """The median time of each fn (None: not timed), in milliseconds. The fns take turns in
-    every round, so a drift of the machine's speed during the run (this shared machine's
-    page-fault cost varies by 2x) reaches all of them alike and leaves their ratios alone."""
+    """The median time of each fn (None: not timed), in milliseconds, over ``repeat`` timed
+    calls each.
+
+    The calls come in rounds: in each round every fn runs a block of its own calls in a row
+    (after ``warmup`` untimed ones), as it would in a training loop, so the allocator holds
+    what that fn's own step frees. A block of one fn's calls is the conservative case for
+    the fns that allocate the most (the frameworks' composed losses): interleaving single
+    calls leaves the allocator cold for them and flatters the others. The rounds spread each
+    fn's calls over the run, so a drift of this shared machine's speed (its page-fault cost
+    varies by 2x) reaches all of them alike."""
     timed = [fn for fn in fns if fn is not None]
-    for _ in range(warmup):
-        for fn in timed:
-            fn()
     times: list[list[float]] = [[] for _ in timed]
-    for _ in range(repeat):
+    per_round = -(-repeat // rounds)
+    for turn in range(rounds):
         for fn, spent in zip(timed, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            spent.append(time.perf_counter() - start)
+            for _ in range(warmup if turn == 0 else 1):
+                fn()
+            for _ in range(min(per_round, repeat - len(spent))):
+                start = time.perf_counter()
+                fn()
+                spent.append(time.perf_counter() - start)
     medians = iter(1e3 * statistics.median(spent) for spent in times)
     return [None if fn is None else next(medians) for fn in fns]
 
