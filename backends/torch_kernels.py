@@ -15,8 +15,9 @@ A kernel covers the common case, and says so by asking for a fallback otherwise:
   for the parameter values listed in its ``supports``;
 - each call checks that the targets are in the kernel's domain (no missing labels, class
   indices in range: read from the caller's validation when it ran, else one reduction and one
-  device-to-host read), and, in one more read, that the result is finite and the kernel's own
-  checks hold (0/1 labels for focal, logits within asl's log range). A NaN or infinite logit
+  device-to-host read; sigmoid_bce's own pass over y - y^2 tells it too), and, in one more
+  read, that the result is finite and the kernel's own checks hold (0/1 labels for focal,
+  logits within asl's log range, a softmax within the normal range). A NaN or infinite logit
   makes the result non-finite, so those calls go through the spec's formula with its
   non-finite policy, as does an empty batch.
 
@@ -58,6 +59,8 @@ class Kernel:
     labels: str = "unit"  # "unit": multi-hot in [0, 1]; "index": class indices in [0, C)
     # grad_from_kept(kept, y, p, scale): the gradient from what forward kept instead of x
     grad_from_kept: Grad | None = None
+    # forward checks the targets' domain itself (among its checks): no separate pass first
+    own_domain: bool = False
 
 
 # Every large temporary costs a fresh allocation on the CPU (its pages are faulted in anew each
@@ -104,16 +107,19 @@ def _sigmoid_bce_forward(x, y, p):
     and softplus(z) is the exact per-entry loss (no cancellation between softplus(x) and
     x y); for soft labels the two terms cancel at most one bit.
 
-    One temporary: r - y is exact for y in [0, 1] (Sterbenz); where it is 0 everywhere (hard
-    labels, the common case) z is written over it from y directly, else r = (r - y) + y is
-    restored first."""
+    The domain check is the kernel's own: y - y^2 is 0 exactly at 0 and 1, positive inside
+    (0, 1), negative outside [0, 1] and NaN for NaN, so its minimum and maximum (one pass)
+    say both whether every label is in [0, 1] and whether all are hard. Its buffer then holds
+    z (hard labels, the common case) or r - y, exact for y in [0, 1] (Sterbenz), and then z."""
     y = smooth_binary(y, p.get("label_smoothing", 0.0))
-    buffer = torch.round(y).sub_(y)
-    if bool(_all_zero(buffer)):
+    buffer = torch.addcmul(y, y, y, value=-1.0)
+    low, high = torch.aminmax(buffer)
+    if bool((low == 0) & (high == 0)):
         return _softplus_(_signed(x, y, out=buffer)).sum(), [], None
+    torch.round(y, out=buffer).sub_(y)
     correction = _flat_dot(buffer, x)
     z = _signed(x, buffer.add_(y), out=buffer)
-    return _softplus_(z).sum() + correction, [], None
+    return _softplus_(z).sum() + correction, [low >= 0], None
 
 
 def _sigmoid_bce_grad(x, y, p, scale):
@@ -284,9 +290,9 @@ def _asl_supported(p):
 
 
 KERNELS: dict[str, Kernel] = {
-    "sigmoid_bce": Kernel(_sigmoid_bce_forward, _sigmoid_bce_grad, _no_weights),
+    "sigmoid_bce": Kernel(_sigmoid_bce_forward, _sigmoid_bce_grad, _no_weights, own_domain=True),
     "multilabel_soft_margin": Kernel(
-        _sigmoid_bce_forward, _sigmoid_bce_grad, _no_weights, per_sample_mean=True
+        _sigmoid_bce_forward, _sigmoid_bce_grad, _no_weights, per_sample_mean=True, own_domain=True
     ),
     "softmax_ce": Kernel(_softmax_ce_forward, _softmax_ce_grad, _plain_softmax_ce),
     "sparse_softmax_ce": Kernel(
@@ -324,7 +330,7 @@ class _KernelFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, y, name, params, scale, checked):
         kernel = KERNELS[name]
-        if not _in_domain(kernel, y, x.shape[-1], checked):
+        if not (kernel.own_domain or _in_domain(kernel, y, x.shape[-1], checked)):
             ok = torch.zeros((), dtype=torch.bool, device=x.device)
             ctx.mark_non_differentiable(ok)
             return torch.zeros((), dtype=x.dtype, device=x.device), ok
