@@ -1,23 +1,22 @@
-"""TensorFlow's own fused sparse softmax cross-entropy, used where it computes the spec.
+"""Fewer passes for two losses on TensorFlow, each used only where it computes the spec.
 
 TensorFlow runs a ``tf.function`` graph op by op on the CPU (nothing fuses element-wise
 chains unless XLA is asked for), so the spec's formula costs a pass over the logits per
-operation. TensorFlow has one fused kernel for this loss,
-``SparseSoftmaxCrossEntropyWithLogits``, which computes each sample's value and its gradient
-together. It computes exactly the spec's value and gradient wherever both are finite, so the
-kernel here calls it and takes the spec's formula for the whole batch when they are not:
+operation, and its general pieces (masks, the NaN policy, limits at infinite logits) cost
+passes of their own. Here:
 
-- a label out of range (the op would raise) or a non-finite value (a NaN or infinite logit,
-  which the spec gives a NaN or its limit) sends the batch to the formula, chosen by
-  ``tf.cond`` so only one of the two runs (in the backward too: the formula's gradient is
-  taken there only for such a batch);
-- ignored samples (``ignore_index``) add nothing: their values and gradients are multiplied
-  by 0, which is exact because on this path every value is finite;
-- label smoothing is not what the op computes: those settings take the formula.
+- ``sparse_softmax_ce`` calls TensorFlow's fused ``SparseSoftmaxCrossEntropyWithLogits``,
+  which computes each sample's value and gradient together, exactly the spec's wherever both
+  are finite;
+- ``sigmoid_bce`` is written in four element-wise ops forward and two backward, exact for
+  every label in [0, 1].
 
-The conformance suite checks this kernel through ``mlloss.get``, and
-tests/test_tensorflow_kernels.py compares it with the formula on ordinary and non-finite
-inputs, eagerly and inside ``tf.function``.
+Each checks cheaply whether the batch is in its domain (labels in range, values finite) and
+takes the spec's formula for the whole batch when it is not, by ``tf.cond``: only one of the
+two runs, in the backward too (the formula's gradient is taken only for such a batch). The
+conformance suite checks these kernels through ``mlloss.get``, and tests/test_values_kernels.py
+compares them with the formula on ordinary and non-finite inputs, eagerly and inside
+``tf.function``.
 """
 
 from __future__ import annotations
@@ -27,8 +26,40 @@ from typing import Any
 
 import tensorflow as tf
 
+from mlloss.losses.binary import smooth_binary
+
+Fast = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor, Callable[[tf.Tensor], tf.Tensor]]]
+
+
+def _guarded(x: tf.Tensor, fast: Fast, formula: Callable[[tf.Tensor], tf.Tensor]) -> tf.Tensor:
+    """``fast(x) -> (values, taken, grad)``: its values where ``taken`` (a boolean scalar),
+    else ``formula(x)``'s; the gradient of the one taken. Both choices are one ``tf.cond``,
+    so only one side runs, in the forward and in the backward alike (the formula's gradient
+    is taken only for a batch that went its way)."""
+
+    @tf.custom_gradient
+    def values(logits):
+        out, taken, grad = fast(logits)
+        out = tf.cond(taken, lambda: out, lambda: formula(logits))
+
+        def backward(g):
+            def spec():
+                with tf.GradientTape() as tape:
+                    tape.watch(logits)
+                    again = formula(logits)
+                return tape.gradient(again, logits, output_gradients=g)
+
+            return tf.cond(taken, lambda: grad(g), spec)
+
+        return out, backward
+
+    return values(x)
+
 
 def _sparse(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
+    """TensorFlow's ``SparseSoftmaxCrossEntropyWithLogits``: each sample's value and gradient
+    in one fused op. Taken when every label is in range and every value finite; ignored
+    samples are multiplied by 0 (exact: everything is finite there)."""
     if params["label_smoothing"] or params.get("class_weight") is not None:
         return None
 
@@ -39,48 +70,68 @@ def _sparse(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
         flat_y = tf.reshape(y, [-1])
         if flat_y.dtype not in (tf.int32, tf.int64):
             flat_y = tf.cast(flat_y, tf.int64)
+        width = classes  # the reshape's, static where the graph knows it
         if classes is None:  # a shape known only when the graph runs
-            classes = tf.cast(tf.shape(x)[-1], flat_y.dtype)
-        flat_x = tf.reshape(x, tf.stack([-1, tf.cast(classes, tf.int32)]))
+            width = tf.shape(x)[-1]
+            classes = tf.cast(width, flat_y.dtype)
         in_range = tf.reduce_all((flat_y >= 0) & (flat_y < classes))
         # the op raises for a label out of range: such a batch runs it on clipped labels
         # and takes the formula
         clipped = tf.clip_by_value(flat_y, 0, classes - 1)
         kept = tf.cast(tf.reshape(mask, [-1]), x.dtype)
 
-        @tf.custom_gradient
-        def values(logits):
+        def fast(logits):
+            flat_x = tf.reshape(logits, [-1, width])
             loss, backprop = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
                 features=flat_x, labels=clipped
             )
-            finite = in_range & tf.reduce_all(tf.math.is_finite(loss))
-            out = tf.cond(
-                finite,
-                lambda: tf.reshape(loss * kept, tf.shape(y)),
-                lambda: fallback(logits, y, mask),
-            )
+            taken = in_range & tf.reduce_all(tf.math.is_finite(loss))
 
             def grad(g):
-                def fast():
-                    scale = tf.reshape(g, [-1]) * kept
-                    return tf.reshape(scale[:, None] * backprop, tf.shape(logits))
+                scale = tf.reshape(g, [-1]) * kept
+                return tf.reshape(scale[:, None] * backprop, tf.shape(logits))
 
-                def formula():  # the spec's own backward, run only for this batch
-                    with tf.GradientTape() as tape:
-                        tape.watch(logits)
-                        again = fallback(logits, y, mask)
-                    return tape.gradient(again, logits, output_gradients=g)
+            return tf.reshape(loss * kept, tf.shape(y)), taken, grad
 
-                return tf.cond(finite, fast, formula)
-
-            return out, grad
-
-        return values(x)
+        return _guarded(x, fast, lambda logits: fallback(logits, y, mask))
 
     return fn
 
 
-KERNELS = {"sparse_softmax_ce": _sparse}
+def _sigmoid_bce(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
+    """softplus(z) + (r - y) x with r = round(y) and z = x (1 - 2r): the exact per-entry loss
+    (for hard labels the second term is 0, and softplus(z) has no cancellation at confident
+    logits), in four element-wise ops, and sigmoid(x) - y as its gradient in two. TensorFlow's
+    own loss composes eight ops and differentiates them. Taken when every label is in
+    [0, 1] (none missing); a NaN or infinite logit needs nothing else (softplus and sigmoid
+    give the spec's values and limits, and the correction is 0 where r = y)."""
+    if params.get("pos_weight") is not None or params.get("class_weight") is not None:
+        return None
+    smoothing = params.get("label_smoothing", 0.0)
+
+    def fn(x, y, mask):
+        # y is the prepared targets: a missing label's entry is 0 there and False in mask
+        in_domain = tf.reduce_all(mask) & (tf.reduce_max(y) <= 1)
+        target = smooth_binary(y, smoothing)
+
+        def fast(logits):
+            hard = tf.round(target)
+            z = logits * (1.0 - 2.0 * hard)
+            # 0 where r = y, even at an infinite logit (0 * inf would be NaN)
+            correction = tf.math.multiply_no_nan(logits, hard - target)
+            values = tf.math.softplus(z) + correction
+
+            def grad(g):
+                return g * (tf.math.sigmoid(logits) - target)
+
+            return values, in_domain, grad
+
+        return _guarded(x, fast, lambda logits: fallback(logits, y, mask))
+
+    return fn
+
+
+KERNELS = {"sparse_softmax_ce": _sparse, "sigmoid_bce": _sigmoid_bce}
 
 
 def values_kernel(

@@ -25,6 +25,8 @@ SETTINGS = [
     ("jax", "softmax_ce", {"normalize_targets": True, "label_smoothing": 0.3}),
     ("tensorflow", "sparse_softmax_ce", {}),
     ("tensorflow", "sparse_softmax_ce", {"ignore_index": 2}),
+    ("tensorflow", "sigmoid_bce", {}),
+    ("tensorflow", "sigmoid_bce", {"label_smoothing": 0.1}),
 ]
 SHAPE = (12, 7)
 RTOL = {np.float64: 1e-13, np.float32: 2e-6}
@@ -153,12 +155,12 @@ def test_tensorflow_kernel_inside_tf_function():
             _close(got, expected, 2e-6)
 
 
-def test_soft_targets():
-    pytest.importorskip("jax")
+@pytest.mark.parametrize("backend, name", [("jax", "softmax_ce"), ("tensorflow", "sigmoid_bce")])
+def test_soft_targets(backend, name):
     rng = np.random.default_rng(3)
     x = rng.normal(size=SHAPE) * 3
     y = rng.random(SHAPE)
-    (value, grad), (value_f, grad_f) = _both("jax", "softmax_ce", {}, x, y)
+    (value, grad), (value_f, grad_f) = _both(backend, name, {}, x, y)
     _close(value, value_f, 1e-13)
     _close(grad, grad_f, 1e-13)
 
@@ -202,6 +204,7 @@ def test_jax_kernel_under_jit_and_vmap():
         ("jax", "softmax_ce", {"class_weight": [1.0] * SHAPE[-1]}),
         ("tensorflow", "sparse_softmax_ce", {"label_smoothing": 0.1}),
         ("tensorflow", "sparse_softmax_ce", {"class_weight": [1.0] * SHAPE[-1]}),
+        ("tensorflow", "sigmoid_bce", {"pos_weight": 2.0}),
     ],
 )
 def test_settings_without_a_kernel(backend, name, params):
