@@ -98,6 +98,41 @@ def _sparse(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
     return fn
 
 
+def _dense(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
+    """TensorFlow's ``SoftmaxCrossEntropyWithLogits`` on the spec's target distribution q
+    divided by its mass n = sum_c q_c: the op gives -sum_c (q_c / n) log softmax_c and
+    softmax - q / n, so n times them are the spec's value and gradient (softmax n - q) for any
+    mass, 0 included. Taken when no label is missing (the op has no mask) and every value is
+    finite."""
+    if params.get("class_weight") is not None:
+        return None
+    from mlloss.backends.tensorflow import ops
+    from mlloss.losses.softmax import _distribution
+    from mlloss.spec import Prepared
+
+    def fn(x, y, mask):
+        classes = x.shape[-1]
+        if classes == 0 or classes is None or x.shape.rank != 2:
+            return fallback(x, y, mask)
+        q = _distribution(ops, Prepared(y, mask, None), params)
+        mass = tf.reduce_sum(q, axis=-1)
+        share = q / tf.where(mass > 0, mass, tf.ones_like(mass))[:, None]
+        observed = tf.reduce_all(mask)
+
+        def fast(logits):
+            loss, backprop = tf.raw_ops.SoftmaxCrossEntropyWithLogits(features=logits, labels=share)
+            taken = observed & tf.reduce_all(tf.math.is_finite(loss))
+
+            def grad(g):
+                return (g * mass)[:, None] * backprop
+
+            return loss * mass, taken, grad
+
+        return _guarded(x, fast, lambda logits: fallback(logits, y, mask))
+
+    return fn
+
+
 def _sigmoid_bce(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
     """softplus(z) + (r - y) x with r = round(y) and z = x (1 - 2r): the exact per-entry loss
     (for hard labels the second term is 0, and softplus(z) has no cancellation at confident
@@ -131,7 +166,11 @@ def _sigmoid_bce(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
     return fn
 
 
-KERNELS = {"sparse_softmax_ce": _sparse, "sigmoid_bce": _sigmoid_bce}
+KERNELS = {
+    "sparse_softmax_ce": _sparse,
+    "softmax_ce": _dense,
+    "sigmoid_bce": _sigmoid_bce,
+}
 
 
 def values_kernel(

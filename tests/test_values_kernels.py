@@ -25,6 +25,9 @@ SETTINGS = [
     ("jax", "softmax_ce", {"normalize_targets": True, "label_smoothing": 0.3}),
     ("tensorflow", "sparse_softmax_ce", {}),
     ("tensorflow", "sparse_softmax_ce", {"ignore_index": 2}),
+    ("tensorflow", "softmax_ce", {}),
+    ("tensorflow", "softmax_ce", {"label_smoothing": 0.2}),
+    ("tensorflow", "softmax_ce", {"normalize_targets": True}),
     ("tensorflow", "sigmoid_bce", {}),
     ("tensorflow", "sigmoid_bce", {"label_smoothing": 0.1}),
 ]
@@ -155,7 +158,10 @@ def test_tensorflow_kernel_inside_tf_function():
             _close(got, expected, 2e-6)
 
 
-@pytest.mark.parametrize("backend, name", [("jax", "softmax_ce"), ("tensorflow", "sigmoid_bce")])
+@pytest.mark.parametrize(
+    "backend, name",
+    [("jax", "softmax_ce"), ("tensorflow", "softmax_ce"), ("tensorflow", "sigmoid_bce")],
+)
 def test_soft_targets(backend, name):
     rng = np.random.default_rng(3)
     x = rng.normal(size=SHAPE) * 3
