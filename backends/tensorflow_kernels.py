@@ -58,8 +58,9 @@ def _guarded(x: tf.Tensor, fast: Fast, formula: Callable[[tf.Tensor], tf.Tensor]
 
 def _sparse(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
     """TensorFlow's ``SparseSoftmaxCrossEntropyWithLogits``: each sample's value and gradient
-    in one fused op. Taken when every label is in range and every value finite; ignored
-    samples are multiplied by 0 (exact: everything is finite there)."""
+    in one fused op. Taken when every label is in range and every value finite; an ignored
+    sample's logits are replaced by 0 before the op (so they cannot make the batch leave this
+    path) and its value and gradient multiplied by 0 (exact: everything is finite there)."""
     if params["label_smoothing"] or params.get("class_weight") is not None:
         return None
 
@@ -80,8 +81,18 @@ def _sparse(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
         clipped = tf.clip_by_value(flat_y, 0, classes - 1)
         kept = tf.cast(tf.reshape(mask, [-1]), x.dtype)
 
+        flat_mask = tf.reshape(mask, [-1])
+        every_sample = tf.reduce_all(flat_mask)
+
         def fast(logits):
             flat_x = tf.reshape(logits, [-1, width])
+            # an ignored sample's logits never reach the op (whatever they are, NaN or inf,
+            # the batch stays on this path with the same values for the others)
+            flat_x = tf.cond(
+                every_sample,
+                lambda: flat_x,
+                lambda: tf.where(flat_mask[:, None], flat_x, tf.zeros_like(flat_x)),
+            )
             loss, backprop = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
                 features=flat_x, labels=clipped
             )
