@@ -10,7 +10,8 @@ from two reductions of the logits and a gather, and their backward is one elemen
   backward keeps them in place of the logits (the same bytes; the frameworks' own losses keep
   them too), with one sum per sample and the targets;
 - the value is a sum of non-negative terms, ``log sum exp(z) - sum_c q_c z_c`` with
-  ``z = x - m <= 0``, so it keeps its digits where the sample is predicted confidently;
+  ``z = x - m <= 0``, so nothing cancels: where a sample is predicted confidently its value
+  has the digits of ``log sum exp(z)``, as the formula's ``log_softmax`` has;
 - the spec's edge cases come out of the same formula: a row holding a NaN has a NaN value
   and gradient (the maximum propagates it, so the NaN policy needs no pass of its own), a row
   whose maximum is ``+inf`` (or that is all ``-inf``) takes the spec's limits (the ``k``
@@ -18,8 +19,9 @@ from two reductions of the logits and a gather, and their backward is one elemen
   nothing.
 
 The spec stays the definition: the conformance suite checks these kernels through
-``mlloss.get`` like any other path, and tests/test_jax_kernels.py compares each with the
-formula (``fused=False``) on ordinary and non-finite inputs.
+``mlloss.get`` like any other path, and tests/test_values_kernels.py compares each with the
+path it replaces (the formula with its closed-form backward) on ordinary and non-finite
+inputs, and with autodiff of the formula away from the edges.
 
 A kernel has the signature of the loss's fused function, ``fn(x, y, mask) -> per-sample
 values``, for losses with no per-class weights and no extra heads.

@@ -94,8 +94,15 @@ def _all_zero(a: torch.Tensor) -> torch.Tensor:
 def _softplus_(z: torch.Tensor) -> torch.Tensor:
     """softplus(z) = log(1 + e^z), written over z. Above the threshold softplus returns z
     itself, which is then the correctly rounded value: e^-z < eps e^-4 there."""
-    threshold = math.ceil(-math.log(torch.finfo(z.dtype).eps)) + 4  # float32 20, float64 41
+    threshold = _SOFTPLUS_THRESHOLD.get(z.dtype)
+    if threshold is None:  # float32 20, float64 41
+        threshold = _SOFTPLUS_THRESHOLD.setdefault(
+            z.dtype, math.ceil(-math.log(torch.finfo(z.dtype).eps)) + 4
+        )
     return torch._C._nn.softplus(z, 1.0, threshold, out=z)
+
+
+_SOFTPLUS_THRESHOLD: dict[torch.dtype, int] = {}
 
 
 # sigmoid_bce, multilabel_soft_margin -----------------------------------------------------------

@@ -76,13 +76,13 @@ class Row:
 
 
 def medians_ms(
-    fns: Sequence[Callable[[], Any] | None], repeat: int, warmup: int = 2, rounds: int = 3
+    fns: Sequence[Callable[[], Any] | None], repeat: int, warmup: int = 2, rounds: int | None = None
 ) -> list[float | None]:
     """The median time of each fn (None: not timed), in milliseconds, over ``repeat`` timed
     calls each.
 
-    The calls come in rounds: in each round every fn runs a block of its own calls in a row
-    (after ``warmup`` untimed ones), as it would in a training loop, so the allocator holds
+    The calls come in rounds (up to seven): in each round every fn runs a block of its own
+    calls in a row (after ``warmup`` untimed ones), as in a training loop, so the allocator holds
     what that fn's own step frees. A block of one fn's calls is the conservative case for
     the fns that allocate the most (the frameworks' composed losses): interleaving single
     calls leaves the allocator cold for them and flatters the others. The rounds spread each
@@ -90,6 +90,8 @@ def medians_ms(
     varies by 2x) reaches all of them alike."""
     timed = [fn for fn in fns if fn is not None]
     times: list[list[float]] = [[] for _ in timed]
+    if rounds is None:  # blocks of about three calls: a burst of load elsewhere spoils few
+        rounds = max(1, min(7, repeat // 3))
     per_round = -(-repeat // rounds)
     for turn in range(rounds):
         for fn, spent in zip(timed, times, strict=True):
