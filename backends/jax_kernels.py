@@ -1,4 +1,4 @@
-"""Fused values for the softmax cross-entropies on JAX, proved equal to their specs.
+"""Fused values for the softmax cross-entropies (and poly1) on JAX, proved equal to their specs.
 
 Under ``jax.jit`` the spec's formula already compiles into fused loops, but its general
 pieces (a ``log_softmax`` with limits for infinite rows, a one-hot target, the NaN policy's
@@ -99,9 +99,10 @@ def _sparse(params: Mapping[str, Any]) -> Callable[..., jax.Array]:
     return fn
 
 
-def _dense(params: Mapping[str, Any]) -> Callable[..., jax.Array]:
+def _dense(params: Mapping[str, Any], epsilon: float = 0.0) -> Callable[..., jax.Array]:
     """-sum_c q_c log softmax(x)_c over the observed classes, q the spec's own distribution
-    (normalized and smoothed as asked)."""
+    (normalized and smoothed as asked); with ``epsilon`` (poly1, q = y) plus
+    epsilon (sum_c q_c - p_t), p_t = sum_c q_c softmax_c."""
     from mlloss.backends.jax import ops
 
     def target(y, mask):
@@ -113,20 +114,33 @@ def _dense(params: Mapping[str, Any]) -> Callable[..., jax.Array]:
         m, e, total = _exp_shifted(observed)
         mass = jnp.sum(q, axis=-1, keepdims=True)
         cross = jnp.sum(_xmul(q, _shifted(observed, m)), axis=-1, keepdims=True)
-        value = (jnp.log(total) * mass - cross)[..., 0]
-        return value, (e, total, mass, y, mask)
+        value = jnp.log(total) * mass - cross
+        p_t = jnp.sum(q * e, axis=-1, keepdims=True) / total if epsilon else None
+        if epsilon:
+            value = value + epsilon * (mass - p_t)
+        return value[..., 0], (e, total, mass, p_t, y, mask)
 
     @jax.custom_vjp
     def fn(x, y, mask):
         return forward(x, y, mask)[0]
 
     def backward(res, g):
-        e, total, mass, y, mask = res
-        local = e * (mass / total) - target(y, mask)
+        e, total, mass, p_t, y, mask = res
+        q = target(y, mask)
+        softmax = e / total
+        if epsilon:  # softmax (n + eps p_t - eps q) - q
+            local = softmax * (mass + epsilon * p_t - epsilon * q) - q
+        else:  # softmax n - q
+            local = e * (mass / total) - q
         return g[..., None] * local, None, None
 
     fn.defvjp(forward, backward)
     return fn
+
+
+def _poly1(params: Mapping[str, Any]) -> Callable[..., jax.Array]:
+    plain = {"normalize_targets": False, "label_smoothing": 0.0, "class_weight": None}
+    return _dense(plain, float(params["epsilon"]))
 
 
 def _unweighted(params: Mapping[str, Any]) -> bool:
@@ -136,6 +150,7 @@ def _unweighted(params: Mapping[str, Any]) -> bool:
 KERNELS: dict[str, tuple[Callable[..., Callable[..., jax.Array]], Callable[..., bool]]] = {
     "sparse_softmax_ce": (_sparse, _unweighted),
     "softmax_ce": (_dense, _unweighted),
+    "poly1": (_poly1, lambda params: True),
 }
 
 

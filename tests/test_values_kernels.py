@@ -23,6 +23,8 @@ SETTINGS = [
     ("jax", "softmax_ce", {"label_smoothing": 0.2}),
     ("jax", "softmax_ce", {"normalize_targets": True}),
     ("jax", "softmax_ce", {"normalize_targets": True, "label_smoothing": 0.3}),
+    ("jax", "poly1", {}),
+    ("jax", "poly1", {"epsilon": -0.5}),
     ("tensorflow", "sparse_softmax_ce", {}),
     ("tensorflow", "sparse_softmax_ce", {"ignore_index": 2}),
     ("tensorflow", "softmax_ce", {}),
