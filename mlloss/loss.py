@@ -387,9 +387,7 @@ class Loss:
         # a logit whose label is missing never reaches the formula: whatever it is (NaN, inf),
         # it adds nothing to the value or, through this where, to any gradient path
         if mask_logits:
-            multi_hot = self.spec.target_kind == "multi_hot"
-            observed = t.mask if multi_hot else ops.expand_dims(t.mask, -1)
-            xc = ops.where(observed, xc, 0.0)
+            xc = _mask_logits(ops, self.spec, xc, t.mask)
         # a head (one value per sample) of a sample with nothing observed, likewise
         hc = tuple(
             ops.where(t.counted, ops.cast(h, compute) if ops.dtype_name(h) != compute else h, 0.0)
@@ -479,10 +477,10 @@ class Loss:
 
         Its inputs are the logits and the spec's heads (differentiated), the prepared targets
         and mask, and the per-class parameter tensors; the scalar parameters are fixed in the
-        closure. A backend may have a fused kernel computing the same values from fewer
-        passes (``values_kernel``: JAX's softmax cross-entropies, TensorFlow's sparse one),
-        which applies the NaN policy and the mask of missing labels itself, and may hand a
-        batch it does not take to ``fallback``, the spec's path.
+        closure. A backend may have a kernel computing the same values in fewer passes
+        (``values_kernel``: backends/jax_kernels.py, backends/tensorflow_kernels.py), which
+        applies the NaN policy and the mask of missing labels itself, and may hand a batch it
+        does not take to ``fallback``, the spec's path.
         """
         found = self._fused_fns.get(ops.name)
         if found is not None:
@@ -495,10 +493,7 @@ class Loss:
             def fallback(x: Any, y: Any, mask: Any) -> Any:
                 """The spec's path for a batch the kernel does not take: the missing labels'
                 logits masked, the fused formula, the NaN policy."""
-                observed = (
-                    mask if self.spec.target_kind == "multi_hot" else ops.expand_dims(mask, -1)
-                )
-                x = ops.where(observed, x, 0.0)
+                x = _mask_logits(ops, self.spec, x, mask)
                 return _nan_in_nan_out(ops, per, x, spec_fn(x, y, mask))
 
             kernel = kernel_for(self.name, self.params, fallback)
@@ -702,6 +697,13 @@ def _prepare_targets(
     else:
         counted = ops.any(mask)
     return Prepared(safe, mask, counted)
+
+
+def _mask_logits(ops: Ops, spec: LossSpec, x: Any, mask: Any) -> Any:
+    """The logits with 0 behind every missing label (a multi-hot entry, or a whole ignored
+    sample), so that whatever they are (NaN, inf) they reach no value and no gradient."""
+    observed = mask if spec.target_kind == "multi_hot" else ops.expand_dims(mask, -1)
+    return ops.where(observed, x, 0.0)
 
 
 def _nan_in_nan_out(ops: Ops, per: str, x: Any, values: Any) -> Any:
