@@ -25,7 +25,7 @@ Each kernel is a ``forward(x, y, p) -> (sum of the unreduced values, domain chec
 and a ``grad(x, y, p, scale) -> scale * d sum / d x``, both in the compute dtype (float32 for
 half precision inputs). ``kept`` is None, or a tensor of the logits' shape and dtype that the
 backward keeps instead of the logits (the same bytes) and hands to ``grad_from_kept``: the
-sparse cross-entropy keeps its softmax rather than computing it twice.
+sparse cross-entropy and poly1 keep their softmax rather than computing it twice.
 """
 
 from __future__ import annotations
@@ -205,17 +205,23 @@ def _sparse_grad_from_softmax(softmax, y, p, scale, fresh=False):
 
 
 def _poly1_forward(x, y, p):
-    """cross-entropy + epsilon (sum_c y_c - sum_c y_c softmax_c), summed over the rows."""
+    """cross-entropy + epsilon (sum_c y_c - sum_c y_c softmax_c), summed over the rows. The
+    log-softmax becomes the softmax in place, which the backward keeps and reuses."""
     log_p = torch.log_softmax(x, dim=-1)
     cross_entropy = -_flat_dot(y, log_p)
-    p_t = _flat_dot(y, log_p.exp_())
-    return cross_entropy + p["epsilon"] * (y.sum() - p_t), [], None
+    softmax = log_p.exp_()
+    p_t = _flat_dot(y, softmax)
+    return cross_entropy + p["epsilon"] * (y.sum() - p_t), [], softmax
 
 
 def _poly1_grad(x, y, p, scale):
-    """softmax (n + eps p_t - eps y) - y per row (n = sum_c y_c, p_t = sum_c y_c softmax_c)."""
+    return _poly1_grad_from_softmax(torch.softmax(x, dim=-1), y, p, scale)
+
+
+def _poly1_grad_from_softmax(softmax, y, p, scale):
+    """softmax (n + eps p_t - eps y) - y per row (n = sum_c y_c, p_t = sum_c y_c softmax_c),
+    into a new tensor (``softmax`` may be the forward's, read again by a second backward)."""
     eps = p["epsilon"]
-    softmax = torch.softmax(x, dim=-1)
     row = y.sum(dim=-1, keepdim=True).add_(_row_dot(softmax, y), alpha=eps)
     coefficient = torch.add(row, y, alpha=-eps)
     return coefficient.mul_(softmax).sub_(y).mul_(scale)
@@ -309,7 +315,9 @@ KERNELS: dict[str, Kernel] = {
         labels="index",
         grad_from_kept=_sparse_grad_from_softmax,
     ),
-    "poly1": Kernel(_poly1_forward, _poly1_grad, lambda p: True),
+    "poly1": Kernel(
+        _poly1_forward, _poly1_grad, lambda p: True, grad_from_kept=_poly1_grad_from_softmax
+    ),
     "focal": Kernel(_focal_forward, _focal_grad, _focal_supported),
     "asl": Kernel(_asl_forward, _asl_grad, _asl_supported),
 }
