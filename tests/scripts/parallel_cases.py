@@ -4,6 +4,9 @@ the loss's inputs. Float64 throughout, so the comparisons can be tight."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import numpy as np
 
 import mlloss
@@ -14,6 +17,18 @@ SHARDS = (5, 7)  # two replicas, uneven on purpose (torch, TensorFlow)
 
 def losses() -> list[str]:
     return list(mlloss.names())
+
+
+def shardable(make: Callable[[str], Any], results: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """(name, make(name)) for every loss that ``make`` builds for data parallelism; a loss it
+    refuses (ValueError: a batch-level term, two_way) is recorded in ``results`` instead."""
+    for name in losses():
+        try:
+            built = make(name)
+        except ValueError as error:
+            results[name] = {"refused": str(error)}
+            continue
+        yield name, built
 
 
 def data(name: str, seed: int = 0):

@@ -52,12 +52,9 @@ def main():
     )
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     results = {}
-    for name in cases.losses():
-        try:
-            loss_fn = mlloss.tensorflow.loss(name, data_parallel=True)
-        except ValueError as error:
-            results[name] = {"refused": str(error)}
-            continue
+    for name, loss_fn in cases.shardable(
+        lambda n: mlloss.tensorflow.loss(n, data_parallel=True), results
+    ):
         x, y = cases.data(name)
         w0, h0 = cases.params(name)
         with strategy.scope():

@@ -56,12 +56,9 @@ def worker(rank, world, init, queue):
     results = {}
     start = sum(cases.SHARDS[:rank])
     shard = slice(start, start + cases.SHARDS[rank])
-    for name in cases.losses():
-        try:
-            criterion = mlloss.torch.Loss(name, data_parallel=True)
-        except ValueError as error:
-            results[name] = {"refused": str(error)}
-            continue
+    for name, criterion in cases.shardable(
+        lambda n: mlloss.torch.Loss(n, data_parallel=True), results
+    ):
         x, y = (torch.tensor(a) for a in cases.data(name))
         model = torch.nn.parallel.DistributedDataParallel(Model(name))
         value, grads = step(model, criterion, x[shard], y[shard])
