@@ -31,6 +31,7 @@ sparse cross-entropy and poly1 keep their softmax rather than computing it twice
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -61,10 +62,49 @@ class Kernel:
     grad_from_kept: Grad | None = None
     # forward checks the targets' domain itself (among its checks): no separate pass first
     own_domain: bool = False
+    # fused(x, y, p, scale) -> (sum, checks, scale * d sum / d x): the value and the gradient
+    # in one pass over their shared temporaries, used when the logits need a gradient; the
+    # backward then only multiplies what forward kept by the upstream gradient
+    fused: Grad | None = None
 
 
-# Every large temporary costs a fresh allocation on the CPU (its pages are faulted in anew each
-# call), so the kernels write into the temporaries they already have wherever they can.
+# Every large temporary costs a fresh allocation on the CPU: glibc hands a freed block of
+# megabytes back to the system and faults its pages in anew on the next call, which at
+# 4096x1000 float32 costs more (about 3 ms a buffer) than a sigmoid. So the kernels write into
+# the temporaries they already have wherever they can, and the fused kernels take their
+# temporaries (never what they return or keep) from a per-thread scratch of the call's shape.
+
+
+class _Scratch(threading.local):
+    key: tuple[Any, ...] | None = None
+    buffers: list[torch.Tensor]
+
+    def __init__(self) -> None:
+        self.buffers = []
+
+
+_SCRATCH = _Scratch()
+
+
+def _scratch(like: torch.Tensor, count: int) -> list[torch.Tensor]:
+    """``count`` tensors of ``like``'s shape, dtype and device for temporaries that die within
+    the call. On the CPU they are the same ones each call of this thread with this shape and
+    dtype (one shape is kept, so the memory held is the last call's temporaries); elsewhere
+    they are fresh (CUDA's caching allocator already reuses its blocks)."""
+    if like.device.type != "cpu":
+        return [torch.empty(like.shape, dtype=like.dtype, device=like.device) for _ in range(count)]
+    key = (tuple(like.shape), like.dtype)
+    scratch = _SCRATCH
+    if scratch.key != key:
+        scratch.key, scratch.buffers = key, []
+    while len(scratch.buffers) < count:
+        scratch.buffers.append(torch.empty(like.shape, dtype=like.dtype))
+    return scratch.buffers[:count]
+
+
+def release_scratch() -> None:
+    """Drop this thread's scratch buffers (they are made again on the next fused call)."""
+    _SCRATCH.key, _SCRATCH.buffers = None, []
 
 
 def _flat_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -89,6 +129,15 @@ def _all_zero(a: torch.Tensor) -> torch.Tensor:
     pass (several times cheaper than ``Tensor.any`` on floating-point tensors on the CPU)."""
     low, high = torch.aminmax(a)
     return (low == 0) & (high == 0)
+
+
+def _power_(base: torch.Tensor, exponent: float) -> torch.Tensor:
+    """base ** exponent, written over base. torch's CPU pow has fast paths for the exponents
+    2 and 3 only; any other costs exp(e log b), about ten multiplies, so 4 (asl's default) is
+    taken as a square squared."""
+    if exponent == 4.0:
+        return base.mul_(base).mul_(base)
+    return base if exponent == 1.0 else base.pow_(exponent)
 
 
 def _softplus_(z: torch.Tensor) -> torch.Tensor:
@@ -119,7 +168,8 @@ def _sigmoid_bce_forward(x, y, p):
     say both whether every label is in [0, 1] and whether all are hard. Its buffer then holds
     z (hard labels, the common case) or r - y, exact for y in [0, 1] (Sterbenz), and then z."""
     y = smooth_binary(y, p.get("label_smoothing", 0.0))
-    buffer = torch.addcmul(y, y, y, value=-1.0)
+    (buffer,) = _scratch(x, 1)
+    torch.addcmul(y, y, y, value=-1.0, out=buffer)
     low, high = torch.aminmax(buffer)
     if bool((low == 0) & (high == 0)):
         return _softplus_(_signed(x, y, out=buffer)).sum(), [], None
@@ -262,6 +312,46 @@ def _focal_grad(x, y, p, scale):
     return grad.mul_(torch.addcmul(scale * a, y, scale, value=b, out=z))
 
 
+def _times_alpha_t_(w: torch.Tensor, y: torch.Tensor, alpha: float | None) -> float:
+    """w alpha_t = c w (1 + b y) for labels in {0, 1}, written over w; returns c. No
+    difference of sums: every term stays non-negative."""
+    if alpha is None:
+        return 1.0
+    if alpha == 1.0:  # alpha_t = y
+        w.mul_(y)
+        return 1.0
+    w.addcmul_(w, y, value=(2.0 * alpha - 1.0) / (1.0 - alpha))
+    return 1.0 - alpha
+
+
+def _focal_fused(x, y, p, scale):
+    """The value and scale * its gradient together: alpha_t s^gamma softplus(z) and
+    (1 - 2y) alpha_t s^gamma [gamma sigmoid(-z) softplus(z) + s], s = sigmoid(z), sharing z,
+    both sigmoids and the softplus (two sigmoids and a softplus in all, where forward and
+    backward apart compute three and two), in three logits-sized buffers."""
+    buffer, weight = _scratch(x, 2)
+    torch.addcmul(y, y, y, value=-1.0, out=buffer)
+    binary = _all_zero(buffer)
+    z = _signed(x, y, out=buffer)
+    gamma, alpha = p["gamma"], p["alpha"]
+    if gamma == 0.0:
+        grad = torch.sigmoid(z)
+        loss = _softplus_(z)
+        total = _times_alpha_t_(loss, y, alpha) * loss.sum()
+    else:
+        grad = torch.neg(z).sigmoid_()  # sigmoid(-z), exact where 1 - s is not
+        weight = torch.sigmoid(z, out=weight)
+        loss = _softplus_(z)
+        # gamma sigmoid(-z) softplus(z) + s, then s^gamma in place of s
+        grad = torch.addcmul(weight, grad, loss, value=gamma, out=grad)
+        grad.mul_(_power_(weight, gamma))
+        total = _times_alpha_t_(weight, y, alpha) * _flat_dot(loss, weight)
+    # (1 - 2y) alpha_t times the scale, into the softplus's buffer (read for the last time):
+    # 1 - 2y without alpha, (1 - alpha) - y with it (y in {0, 1})
+    a, b = (1.0, -2.0) if alpha is None else (1.0 - alpha, -1.0)
+    return total, [binary], grad.mul_(torch.mul(y, b * scale, out=loss).add_(a * scale))
+
+
 def _focal_supported(p):
     return p.get("label_smoothing", 0.0) == 0.0
 
@@ -292,6 +382,31 @@ def _asl_grad(x, y, p, scale):
     return torch.lerp(negative, q.sub_(1.0), y, out=negative).mul_(scale)
 
 
+def _asl_fused(x, y, p, scale):
+    """The value and scale * its gradient together, from one sigmoid, one log(1 - p_m), one
+    log p and p_m^(gamma_neg - 1), in four logits-sized buffers (see _asl_forward and
+    _asl_grad for the formulas): d negative / dx = p (1 - p) p_m^(g - 1) [p_m / (1 - p_m) +
+    g (-log(1 - p_m))], which is 0 where p <= clip (p_m = 0, g >= 1)."""
+    gamma_neg = p["gamma_neg"]
+    q, p_m, log_one_minus = _scratch(x, 3)
+    torch.sigmoid(x, out=q)
+    torch.sub(q, p["clip"], out=p_m).clamp_min_(0.0)
+    torch.neg(p_m, out=log_one_minus).add_(1.0)  # 1 - p_m (rsub takes no out=)
+    inner = torch.div(p_m, log_one_minus)
+    log_one_minus.log_()  # log(1 - p_m) <= 0
+    inner.add_(log_one_minus, alpha=-gamma_neg)
+    negative = log_one_minus.mul_(p_m).neg_()  # p_m (-log(1 - p_m))
+    # p_m^(g - 1) over p_m; at g = 1 that is 1 where p_m > 0 and 0 at p_m = 0 (its sign)
+    power = p_m.sign_() if gamma_neg == 1.0 else _power_(p_m, gamma_neg - 1.0)
+    negative.mul_(power)
+    inner.mul_(power).mul_(torch.addcmul(q, q, q, value=-1.0, out=power))
+    safe = x.amin() >= _LOG_SIGMOID_SAFE[x.dtype]
+    positive = torch.log(q, out=power).neg_()
+    total = torch.lerp(negative, positive, y, out=negative).sum()
+    grad = torch.lerp(inner, q.sub_(1.0), y, out=inner).mul_(scale)
+    return total, [safe], grad
+
+
 def _asl_supported(p):
     # gamma_neg >= 1 keeps p_m^(gamma_neg - 1) finite at p_m = 0
     return (
@@ -318,8 +433,8 @@ KERNELS: dict[str, Kernel] = {
     "poly1": Kernel(
         _poly1_forward, _poly1_grad, lambda p: True, grad_from_kept=_poly1_grad_from_softmax
     ),
-    "focal": Kernel(_focal_forward, _focal_grad, _focal_supported),
-    "asl": Kernel(_asl_forward, _asl_grad, _asl_supported),
+    "focal": Kernel(_focal_forward, _focal_grad, _focal_supported, fused=_focal_fused),
+    "asl": Kernel(_asl_forward, _asl_grad, _asl_supported, fused=_asl_fused),
 }
 
 _COMPUTE = {torch.float16: torch.float32, torch.bfloat16: torch.float32}
@@ -352,20 +467,37 @@ class _KernelFunction(torch.autograd.Function):
         compute = _COMPUTE.get(x.dtype, x.dtype)
         xc = _to(x, compute)
         yc = y if kernel.labels == "index" else _to(y, compute)
-        total, checks, kept = kernel.forward(xc, yc, params)
+        ctx.fused = kernel.fused is not None and ctx.needs_input_grad[0]
+        if ctx.fused:
+            assert kernel.fused is not None
+            total, checks, grad = kernel.fused(xc, yc, params, scale)
+            # the gradient, in the logits' dtype (their bytes), is all the backward needs
+            ctx.save_for_backward(_to(grad, x.dtype))
+        else:
+            total, checks, kept = kernel.forward(xc, yc, params)
+            # what forward kept replaces the logits only at the same size (not a
+            # half-precision input's float32 softmax)
+            ctx.kept = kept is not None and kept.dtype == x.dtype
+            ctx.save_for_backward(kept if ctx.kept else x, y)
         ok = torch.isfinite(total)
         for check in checks:
             ok = ok & check
-        # what forward kept replaces the logits only at the same size (not a half-precision
-        # input's float32 softmax)
-        ctx.kept = kept is not None and kept.dtype == x.dtype
-        ctx.save_for_backward(kept if ctx.kept else x, y)
         ctx.name, ctx.params, ctx.scale = name, params, scale
         ctx.mark_non_differentiable(ok)
         return _to(total * scale, x.dtype), ok
 
     @staticmethod
     def backward(ctx, g, _):
+        if ctx.fused:
+            (grad,) = ctx.saved_tensors
+            # g is 1 when the loss itself is differentiated: the gradient is forward's as it
+            # is (autograd takes the tensor over once the graph is freed, and copies it when
+            # the graph is retained). Read only on the CPU, where reading g costs no sync.
+            if g.device.type == "cpu" and bool(g == 1):
+                return grad, *(None,) * 5
+            # else times g into a new tensor (a retained graph's next backward reads it again)
+            compute = _COMPUTE.get(grad.dtype, grad.dtype)
+            return _to(_to(grad, compute) * _to(g, compute), grad.dtype), *(None,) * 5
         first, y = ctx.saved_tensors
         kernel = KERNELS[ctx.name]
         compute = _COMPUTE.get(first.dtype, first.dtype)

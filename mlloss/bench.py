@@ -196,15 +196,19 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def torch_peak_mb(run: Callable[[], Any]) -> float | None:
+def torch_peak_mb(run: Callable[[], Any], reset: Callable[[], Any] | None = None) -> float | None:
     """The most memory ``run()`` (one torch step) holds at once beyond what existed before,
     in MB: the profiler's memory timeline of its tensors, created minus destroyed, at its
-    highest. None where this torch has no such timeline (it is a private API)."""
+    highest. ``reset`` runs after the warm-up call, to drop what the step keeps between calls
+    (the fused kernels' scratch), so that it counts too. None where this torch has no such
+    timeline (it is a private API)."""
     try:
         from torch.profiler import ProfilerActivity, profile
         from torch.profiler._memory_profiler import Action
 
         run()  # warm: what the first call allocates once is not the step's
+        if reset is not None:
+            reset()
         options = {"profile_memory": True, "record_shapes": True, "with_stack": True}
         with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], **options) as prof:
             run()
@@ -223,6 +227,8 @@ def torch_peak_mb(run: Callable[[], Any]) -> float | None:
 
 def bench_torch(spec, shape, dtype, repeat):
     import torch
+
+    from mlloss.backends.torch_kernels import release_scratch
 
     kind = getattr(torch, dtype)
     x_np, y_np = _inputs(spec, shape)
@@ -289,7 +295,7 @@ def bench_torch(spec, shape, dtype, repeat):
         floor,
         saved(loss),
         saved(native_fn) if native_fn else None,
-        torch_peak_mb(step(loss)),
+        torch_peak_mb(step(loss), reset=release_scratch),
         torch_peak_mb(step(native_fn)) if native_fn else None,
     )
 

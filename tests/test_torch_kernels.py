@@ -32,8 +32,12 @@ SETTINGS = [
     ("focal", {"alpha": 0.25}),
     ("focal", {"gamma": 0.0}),
     ("focal", {"gamma": 1.5, "alpha": 0.7}),
+    ("focal", {"gamma": 4.0, "alpha": 1.0}),
+    ("focal", {"gamma": 0.0, "alpha": 0.1}),
     ("asl", {}),
     ("asl", {"clip": 0.1, "gamma_neg": 2.0}),
+    ("asl", {"clip": 0.2, "gamma_neg": 1.0}),
+    ("asl", {"gamma_neg": 3.0}),
 ]
 # relative tolerance of kernel against formula, both computed in the same dtype
 RTOL = {torch.float64: 1e-13, torch.float32: 2e-6, torch.bfloat16: 1e-2}
@@ -191,7 +195,10 @@ def test_backward_keeps_only_logits_and_targets(name):
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         mlloss.get(name, backend="torch")(x, y)
-    assert sum(saved) == x.numel() * x.element_size() + y.numel() * y.element_size()
+    # a fused kernel keeps its gradient alone (the logits' bytes), the others the logits (or
+    # what replaces them, the same bytes) and the targets
+    targets = 0 if KERNELS[name].fused else y.numel() * y.element_size()
+    assert sum(saved) == x.numel() * x.element_size() + targets
 
 
 def test_autograd_through_the_kernel_matches_value_and_grad():
@@ -241,3 +248,72 @@ def test_a_retained_graph_gives_the_same_gradient_twice(name):
     first = torch.autograd.grad(value, leaf, retain_graph=True)[0]
     second = torch.autograd.grad(value, leaf)[0]
     torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    "name, params", [(n, p) for n, p in SETTINGS if KERNELS[n].fused is not None]
+)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_a_fused_kernel_gives_the_value_of_its_forward(name, params, dtype):
+    """With the logits needing a gradient, a fused kernel computes value and gradient in one
+    go; without, only the value (its plain forward). The two values agree, the gradient
+    equals the plain backward's, and each path was the one taken."""
+    x, y = _inputs(name, dtype, shape=(40, 23), seed=3)
+    loss = mlloss.get(name, backend="torch", **params)
+    with torch.no_grad():
+        alone = loss(x, y)
+    leaf = x.clone().requires_grad_(True)
+    fused = loss(leaf, y)
+    (grad,) = torch.autograd.grad(fused, leaf)
+    kernel = KERNELS[name]
+    plain = kernel.grad(x.clone(), y, loss.params, torch.tensor(1.0 / x.numel(), dtype=dtype))
+    _close(fused.detach(), alone, RTOL[dtype])
+    _close(grad, plain, RTOL[dtype])
+    assert fused.grad_fn is not None and type(fused.grad_fn).__name__.startswith("_Kernel")
+
+
+@pytest.mark.parametrize("name", ["focal", "asl", "sigmoid_bce"])
+def test_two_calls_before_one_backward_keep_their_own_gradients(name):
+    """The fused kernels' temporaries are scratch reused by the next call of the same shape:
+    nothing a call returns or keeps may live there."""
+    loss = mlloss.get(name, backend="torch")
+    (x1, y1), (x2, y2) = _inputs(name, torch.float64, seed=4), _inputs(name, torch.float64, seed=5)
+    a, b = x1.clone().requires_grad_(True), x2.clone().requires_grad_(True)
+    (loss(a, y1) + 3.0 * loss(b, y2)).backward()
+    _, g1 = loss.value_and_grad(x1, y1)
+    _, g2 = loss.value_and_grad(x2, y2)
+    torch.testing.assert_close(a.grad, g1, rtol=1e-14, atol=0)
+    torch.testing.assert_close(b.grad, 3.0 * g2, rtol=1e-14, atol=0)
+
+
+def test_scratch_is_per_thread_and_per_shape():
+    import threading
+
+    from mlloss.backends import torch_kernels
+
+    x = torch.zeros(5, 7)
+    first = torch_kernels._scratch(x, 2)
+    again = torch_kernels._scratch(x, 1)
+    assert again[0].data_ptr() == first[0].data_ptr()
+    assert torch_kernels._scratch(torch.zeros(5, 8), 1)[0].shape == (5, 8)  # a new shape
+    other = []
+    thread = threading.Thread(target=lambda: other.extend(torch_kernels._scratch(x, 1)))
+    thread.start()
+    thread.join()
+    assert other[0].data_ptr() not in {t.data_ptr() for t in torch_kernels._scratch(x, 2)}
+    torch_kernels.release_scratch()
+    assert torch_kernels._SCRATCH.buffers == []
+
+
+@pytest.mark.parametrize("name", ["focal", "asl"])
+def test_threads_calling_one_loss_at_once_get_their_own_results(name):
+    from concurrent.futures import ThreadPoolExecutor
+
+    loss = mlloss.get(name, backend="torch")
+    inputs = [_inputs(name, torch.float32, shape=(256, 300), seed=s) for s in range(6)]
+    expected = [loss.value_and_grad(x, y) for x, y in inputs]
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(lambda xy: loss.value_and_grad(*xy), inputs * 3))
+    for (value, grad), (value_e, grad_e) in zip(got, expected * 3, strict=True):
+        torch.testing.assert_close(value, value_e, rtol=0, atol=0)
+        torch.testing.assert_close(grad, grad_e, rtol=0, atol=0)
