@@ -129,6 +129,11 @@ class TorchOps(OpsBase):
     def abs(self, x):
         return torch.abs(x)
 
+    def within(self, x, low, high):
+        # the extremes in one pass (aminmax), read together
+        least, most = torch.stack(torch.aminmax(x)).tolist()
+        return low <= least and most <= high
+
     def maximum(self, a, b):
         return torch.maximum(a, self._like(b, a))
 

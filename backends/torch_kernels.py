@@ -170,13 +170,15 @@ def _sigmoid_bce_forward(x, y, p):
     y = smooth_binary(y, p.get("label_smoothing", 0.0))
     (buffer,) = _scratch(x, 1)
     torch.addcmul(y, y, y, value=-1.0, out=buffer)
-    low, high = torch.aminmax(buffer)
-    if bool((low == 0) & (high == 0)):
+    low, high = torch.stack(torch.aminmax(buffer)).tolist()  # one read
+    if low == 0 and high == 0:
         return _softplus_(_signed(x, y, out=buffer)).sum(), [], None
+    if not low >= 0:  # a label outside [0, 1] (or NaN): the formula's call
+        return x.new_zeros(()), [False], None
     torch.round(y, out=buffer).sub_(y)
     correction = _flat_dot(buffer, x)
     z = _signed(x, buffer.add_(y), out=buffer)
-    return _softplus_(z).sum() + correction, [low >= 0], None
+    return _softplus_(z).sum() + correction, [], None
 
 
 def _sigmoid_bce_grad(x, y, p, scale):

@@ -342,24 +342,19 @@ class Loss:
 
     def _check_targets(self, ops: Ops, x: Any, y: Any) -> bool:
         """Targets in the loss's domain: multi-hot labels in [0, 1] or -1 (missing), class
-        indices in [0, C) or the ignore index; NaN passes (NaN in, NaN out). Two reductions and
-        one read of a boolean when every target is in range (the full test runs only when one
+        indices in [0, C) or the ignore index; NaN passes (NaN in, NaN out). The extremes and one
+        read from the device when every target is in range (the full test runs only when one
         is not, as missing labels are); the offending entry is found only when there is one.
 
         True when that first test passed: every target in [0, 1] (or [0, C)), none missing."""
         import numpy as np  # loaded with every backend already; not at import mlloss
 
-        dtype = ops.dtype_name(y)
-        if not ops.shape(y) or 0 in ops.shape(y) or dtype == "bool":  # bool is 0 or 1
+        if not ops.shape(y) or 0 in ops.shape(y) or ops.dtype_name(y) == "bool":  # 0 or 1
             return False
         classes = ops.shape(x)[-1]
-        # the common case costs two reductions: every target already in [0, 1] (or [0, C));
-        # an unsigned dtype cannot go below 0 (nor be negated)
-        top = classes - 1 if self.spec.target_kind == "class_index" else 1
-        in_range = ops.max(y) <= top
-        if not dtype.startswith("uint"):
-            in_range = in_range & (-ops.max(-y) >= 0)
-        if bool(np.asarray(ops.to_numpy(in_range))):
+        # the common case costs one pass for the extremes and one read: every target already
+        # in [0, 1] (or [0, C))
+        if ops.within(y, 0, classes - 1 if self.spec.target_kind == "class_index" else 1):
             return True
         if self.spec.target_kind == "class_index":
             ignore = self.params["ignore_index"]

@@ -118,6 +118,16 @@ class OpsBase:
         where data-dependent checks cannot run."""
         return True
 
+    def within(self, x, low: float, high: float) -> bool:
+        """Whether every entry of a non-empty ``x`` is in [low, high] (False for a NaN), read
+        from the device once. An unsigned ``x`` is not negated (it would wrap around)."""
+        import numpy as np  # loaded with every backend already; not at import mlloss
+
+        test = self.max(x) <= high
+        if not self.dtype_name(x).startswith("uint"):
+            test = test & (-self.max(-x) >= low)
+        return bool(np.asarray(self.to_numpy(test)))
+
     def to_device(self, x, device):
         """``x`` placed on ``device`` (one of :meth:`devices`)."""
         if device != "cpu":
