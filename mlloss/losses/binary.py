@@ -329,7 +329,7 @@ def _soft_margin_params(p):
 
 def multilabel_soft_margin_value(ops, x, t, p):
     per_class = sigmoid_bce_value(ops, x, t, _soft_margin_params(p))
-    return ops.sum(per_class / _observed_classes(ops, t), axis=-1)
+    return ops.sum(per_class, axis=-1) / _observed_classes(ops, t)[..., 0]
 
 
 def multilabel_soft_margin_grad(ops, x, t, p):
