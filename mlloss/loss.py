@@ -436,7 +436,8 @@ class Loss:
         mean over the last axis), and which samples count; else the values as they are."""
         if not self.mean_over_classes:
             return values, t.counted
-        samples = ops.sum(values / _observed_classes(ops, t, compute), axis=-1)
+        # sum, then divide (one division per sample; XLA fuses the sum with what feeds it)
+        samples = ops.sum(values, axis=-1) / _observed_classes(ops, t, compute)[..., 0]
         return samples, ops.any(t.mask, axis=-1)
 
     def _denominator(self, ops: Ops, counted: Any, t: Prepared, p: Mapping[str, Any], compute: str):
