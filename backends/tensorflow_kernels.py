@@ -1,4 +1,4 @@
-"""Fewer passes for two losses on TensorFlow, each used only where it computes the spec.
+"""Fewer passes for five losses on TensorFlow, each used only where it computes the spec.
 
 TensorFlow runs a ``tf.function`` graph op by op on the CPU (nothing fuses element-wise
 chains unless XLA is asked for), so the spec's formula costs a pass over the logits per
@@ -10,7 +10,10 @@ passes of their own. Here:
   are finite;
 - ``sigmoid_bce`` is written in eight element-wise ops forward and three backward (its
   closed-form gradient, where autodiff of TensorFlow's own loss takes about ten), exact for
-  every label in [0, 1].
+  every label in [0, 1];
+- ``focal`` (for labels in {0, 1}) and ``bce`` compute their value and gradient together
+  in the forward, focal from one softplus and two sigmoids of the signed logit, and the
+  backward multiplies.
 
 Each checks cheaply whether the batch is in its domain (labels in range, values finite) and
 takes the spec's formula for the whole batch when it is not, by ``tf.cond``: only one of the
@@ -55,6 +58,13 @@ def _guarded(x: tf.Tensor, fast: Fast, formula: Callable[[tf.Tensor], tf.Tensor]
         return out, backward
 
     return values(x)
+
+
+def _finite(values: tf.Tensor) -> tf.Tensor:
+    """Whether every value is finite, from their sum: one reduction, no boolean tensor (a NaN
+    or an infinity makes the sum non-finite; a sum that overflows sends a finite batch to the
+    formula, which is only slower)."""
+    return tf.math.is_finite(tf.reduce_sum(values))
 
 
 def _sparse(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
@@ -179,10 +189,81 @@ def _sigmoid_bce(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
     return fn
 
 
+def _focal(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
+    """For labels in {0, 1}, with z = x (1 - 2y) the logit signed so that 1 - p_t =
+    sigmoid(z) and the BCE is softplus(z): alpha_t sigmoid(z)^gamma softplus(z), and its
+    gradient (1 - 2y) alpha_t sigmoid(z)^gamma [gamma sigmoid(-z) softplus(z) + sigmoid(z)]
+    computed with the value from the same three transcendentals (the formula's log-space
+    form, for any label in [0, 1], takes about a dozen, and its backward as many again).
+    Taken when no label is missing, every label is 0 or 1 and every value is finite (a NaN or
+    +-inf logit, whose limits the formula has, takes the formula)."""
+    if params.get("label_smoothing", 0.0):
+        return None
+    gamma, alpha = float(params["gamma"]), params["alpha"]
+
+    def fn(x, y, mask):
+        binary = tf.reduce_all(mask) & tf.reduce_all(tf.equal(y, tf.round(y)))
+        sign = 1.0 - 2.0 * y
+        # alpha_t (1 - 2y) = (1 - alpha) - y for y in {0, 1}
+        signed_alpha = sign if alpha is None else (1.0 - alpha) - y
+
+        def fast(logits):
+            z = logits * sign
+            s = tf.math.sigmoid(z)  # 1 - p_t
+            loss = tf.math.softplus(z)
+            if gamma == 0.0:
+                local = s
+                weight = None
+            else:
+                weight = s * s if gamma == 2.0 else tf.math.pow(s, gamma)
+                local = (gamma * tf.math.sigmoid(-z) * loss + s) * weight
+            values = loss if weight is None else weight * loss
+            if alpha is not None:  # alpha_t = (1 - alpha) + (2 alpha - 1) y
+                values = values * ((1.0 - alpha) + (2.0 * alpha - 1.0) * y)
+            local = local * signed_alpha
+            return values, binary & _finite(values), lambda g: g * local
+
+        return _guarded(x, fast, lambda logits: fallback(logits, y, mask))
+
+    return fn
+
+
+def _bce(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
+    """Binary cross-entropy on probabilities, q = clip(p, eps, 1 - eps): -(y log q +
+    (1 - y) log(1 - q)) and, with it in the forward, its gradient (q - y) / (q (1 - q)) where
+    the clip passes p (q == p) and 0 outside. Taken when no label is missing and every value
+    is finite (an eps of 0 or a NaN probability takes the formula, with its limits and its
+    NaN policy); without a log floor or class weights."""
+    if params.get("class_weight") is not None or params.get("log_floor") is not None:
+        return None
+    from mlloss.backends.tensorflow import ops
+    from mlloss.losses.binary import clip_bounds
+
+    smoothing = params.get("label_smoothing", 0.0)
+
+    def fn(x, y, mask):
+        observed = tf.reduce_all(mask)
+        target = smooth_binary(y, smoothing)
+        lo, hi = clip_bounds(ops, x, params)
+
+        def fast(p):
+            q = tf.clip_by_value(p, lo, hi)
+            one_minus = 1.0 - q
+            values = -(target * tf.math.log(q) + (1.0 - target) * tf.math.log(one_minus))
+            local = tf.where(tf.equal(q, p), (q - target) / (q * one_minus), tf.zeros_like(q))
+            return values, observed & _finite(values), lambda g: g * local
+
+        return _guarded(x, fast, lambda p: fallback(p, y, mask))
+
+    return fn
+
+
 KERNELS = {
     "sparse_softmax_ce": _sparse,
     "softmax_ce": _dense,
     "sigmoid_bce": _sigmoid_bce,
+    "focal": _focal,
+    "bce": _bce,
 }
 
 

@@ -32,7 +32,13 @@ from mlloss import backends
 from mlloss import natives as native_lib
 
 SHAPES = ((64, 80), (1024, 1000), (4096, 1000), (256, 20000))
-FRAMEWORK_OF_BACKEND = {"torch": ("torch",), "tensorflow": ("tensorflow",), "jax": ("optax",)}
+#: the frameworks whose losses count as a backend's own, in order of preference: on
+#: TensorFlow, Keras (its high-level API) where tf.nn has no such loss
+FRAMEWORK_OF_BACKEND = {
+    "torch": ("torch",),
+    "tensorflow": ("tensorflow", "keras"),
+    "jax": ("optax",),
+}
 
 
 @dataclass
@@ -118,20 +124,20 @@ def _inputs(spec, shape, seed=0):
 
 
 def _native_for(spec, backend):
-    """The backend framework's own loss computing spec at its defaults, reduced to a mean."""
-    translation = native_lib.Translation(
-        spec.name, spec.resolve_params({}), "mean", False, spec.target_kind
-    )
+    """The backend framework's own loss computing spec at its defaults, reduced to a mean:
+    ``((native, kwargs), average)``, ``average`` when the native's output is unreduced."""
     from mlloss.port import _target_native
 
-    found = _target_native(spec, translation, FRAMEWORK_OF_BACKEND.get(backend, ()))
-    if found is None:  # an unreduced native, averaged by the framework, computes the same
-        none = native_lib.Translation(
-            spec.name, spec.resolve_params({}), "none", False, spec.target_kind
-        )
-        found = _target_native(spec, none, FRAMEWORK_OF_BACKEND.get(backend, ()))
-        return found, True
-    return found, False
+    for framework in FRAMEWORK_OF_BACKEND.get(backend, ()):
+        # a native reducing to the mean, else an unreduced one averaged by the framework
+        for reduction, average in (("mean", False), ("none", True)):
+            translation = native_lib.Translation(
+                spec.name, spec.resolve_params({}), reduction, False, spec.target_kind
+            )
+            found = _target_native(spec, translation, (framework,))
+            if found is not None:
+                return found, average
+    return None, False
 
 
 def _native_fn(spec, backend, mean, labels_first=False):
@@ -143,9 +149,16 @@ def _native_fn(spec, backend, mean, labels_first=False):
 
     native, kwargs = found
     target = resolve(native.name)
+    if isinstance(target, type):  # a Keras loss class: configured once, called (y, x)
+        instance, target = target(**kwargs), None
 
     def fn(a, b):
-        out = target(labels=b, logits=a, **kwargs) if labels_first else target(a, b, **kwargs)
+        if target is None:
+            out = instance(b, a)
+        elif native.framework == "keras":
+            out = target(b, a, **kwargs)
+        else:
+            out = target(labels=b, logits=a, **kwargs) if labels_first else target(a, b, **kwargs)
         return mean(out) if average else out
 
     return native.name, fn

@@ -91,6 +91,16 @@ def test_compiled_backends_pair_with_their_natives(backend, native):
     assert row.native_ms is not None and row.native_ms > 0 and row.saved_mb is None
 
 
+def test_tensorflow_takes_keras_where_tf_nn_has_no_such_loss():
+    """Keras is TensorFlow's own high-level API: its focal loss is the native TensorFlow
+    counterpart of mlloss's, and runs as one (called labels first, the class configured)."""
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("keras")
+    (row,) = bench.run(["focal"], ["tensorflow"], shapes=[(4, 3)], repeat=1)
+    assert row.native is not None and row.native.startswith("keras.losses.")
+    assert row.native_ms is not None and row.native_ms > 0
+
+
 def test_peak_memory_of_a_step():
     """The torch timeline counts what a step allocates: the fused sigmoid_bce holds one
     temporary in forward, freed before the backward writes the gradient, so its peak is one

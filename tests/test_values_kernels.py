@@ -32,6 +32,13 @@ SETTINGS = [
     ("tensorflow", "softmax_ce", {"normalize_targets": True}),
     ("tensorflow", "sigmoid_bce", {}),
     ("tensorflow", "sigmoid_bce", {"label_smoothing": 0.1}),
+    ("tensorflow", "focal", {}),
+    ("tensorflow", "focal", {"alpha": 0.25}),
+    ("tensorflow", "focal", {"gamma": 0.0}),
+    ("tensorflow", "focal", {"gamma": 1.5, "alpha": 0.7}),
+    ("tensorflow", "focal", {"gamma": 3.0, "alpha": 1.0}),
+    ("tensorflow", "bce", {}),
+    ("tensorflow", "bce", {"label_smoothing": 0.1, "eps": 1e-3}),
 ]
 SHAPE = (12, 7)
 RTOL = {np.float64: 1e-13, np.float32: 2e-6}
@@ -45,6 +52,8 @@ def _ops(backend):
 def _inputs(name, dtype, seed=0):
     rng = np.random.default_rng(seed)
     x = (rng.normal(size=SHAPE) * 3).astype(dtype)
+    if mlloss.spec(name).input_kind == "probabilities":  # some at 0 and 1, clipped
+        x = np.clip(x / 6 + 0.5, 0, 1).astype(dtype)
     if mlloss.spec(name).target_kind == "class_index":
         return x, rng.integers(0, SHAPE[-1], size=SHAPE[:-1])
     return x, (rng.random(SHAPE) < 0.3).astype(dtype)
@@ -161,8 +170,44 @@ def test_tensorflow_kernel_inside_tf_function():
 
 
 @pytest.mark.parametrize(
+    "backend, name, params", [s for s in SETTINGS if s[0] == "tensorflow"], ids=str
+)
+def test_tensorflow_kernels_take_ordinary_batches(backend, name, params, monkeypatch):
+    """On ordinary inputs the fast side of the kernel's tf.cond is the one taken (so the
+    comparisons above compare the kernel, not its fallback), and on the edge cases it is not
+    (for the losses whose fast side has no limits at infinite logits)."""
+    from mlloss.backends import tensorflow_kernels
+
+    taken = []
+    guarded = tensorflow_kernels._guarded
+
+    def recording(x, fast, formula):
+        def watched(logits):
+            values, ok, grad = fast(logits)
+            taken.append(bool(ok))
+            return values, ok, grad
+
+        return guarded(x, watched, formula)
+
+    monkeypatch.setattr(tensorflow_kernels, "_guarded", recording)
+    x, y = _inputs(name, np.float64)
+    _both(backend, name, params, x, y)
+    assert taken and all(taken)
+    if name in ("focal", "bce"):
+        taken.clear()
+        _both(backend, name, params, *_edges(name, np.float64))
+        assert taken and not any(taken)
+
+
+@pytest.mark.parametrize(
     "backend, name",
-    [("jax", "softmax_ce"), ("tensorflow", "softmax_ce"), ("tensorflow", "sigmoid_bce")],
+    [
+        ("jax", "softmax_ce"),
+        ("tensorflow", "softmax_ce"),
+        ("tensorflow", "sigmoid_bce"),
+        ("tensorflow", "focal"),
+        ("tensorflow", "bce"),
+    ],
 )
 def test_soft_targets(backend, name):
     rng = np.random.default_rng(3)
@@ -213,6 +258,8 @@ def test_jax_kernel_under_jit_and_vmap():
         ("tensorflow", "sparse_softmax_ce", {"label_smoothing": 0.1}),
         ("tensorflow", "sparse_softmax_ce", {"class_weight": [1.0] * SHAPE[-1]}),
         ("tensorflow", "sigmoid_bce", {"pos_weight": 2.0}),
+        ("tensorflow", "focal", {"label_smoothing": 0.1}),
+        ("tensorflow", "bce", {"log_floor": -100.0}),
     ],
 )
 def test_settings_without_a_kernel(backend, name, params):
