@@ -204,7 +204,8 @@ def _softmax_ce_coefficients(y, p, classes):
 
 
 def _softmax_ce_forward(x, y, p):
-    log_p = torch.log_softmax(x, dim=-1)
+    (log_p,) = _scratch(x, 1)  # a temporary: the backward computes the softmax anew
+    torch.ops.aten._log_softmax.out(x, -1, False, out=log_p)
     a, uniform = _softmax_ce_coefficients(y, p, x.shape[-1])
     # one coefficient for every row, or one per row (normalize_targets)
     total = -a * _flat_dot(y, log_p) if isinstance(a, float) else -(a * _row_dot(y, log_p)).sum()
