@@ -190,6 +190,49 @@ def _no_weights(p):
     return p.get("pos_weight") is None and p.get("class_weight") is None
 
 
+# bce (probabilities) --------------------------------------------------------------------------
+
+
+def _bce_logs(x, y, p):
+    """(q, 1 - q, the summed value, checks) with q = clip(x, eps, 1 - eps), the two logs
+    mixed by lerp (exact at y = 0 and y = 1, where one of them is taken as it is)."""
+    q, one_minus, logs = _scratch(x, 3)
+    eps = p["eps"]
+    torch.clamp(x, eps, 1.0 - eps, out=q)  # 1 - eps rounded as the formula's bound is
+    torch.neg(q, out=one_minus).add_(1.0)
+    torch.log(one_minus, out=logs)
+    log_q = torch.log(q)
+    checks = []
+    if p["log_floor"] is not None:  # taken only where no log reaches the floor (then flat)
+        floor = p["log_floor"]
+        checks = [(log_q.amin() > floor) & (logs.amin() > floor)]
+    total = -torch.lerp(logs, log_q, y, out=logs).sum()
+    return q, one_minus, total, checks, log_q
+
+
+def _bce_forward(x, y, p):
+    y = smooth_binary(y, p["label_smoothing"])
+    _, _, total, checks, _ = _bce_logs(x, y, p)
+    return total, checks, None
+
+
+def _bce_fused(x, y, p, scale):
+    """-(y log q + (1 - y) log(1 - q)) and scale (q - y) / (q (1 - q)) where the clip passes
+    x (q == x), 0 outside, into the buffer of log q (read for the last time)."""
+    y = smooth_binary(y, p["label_smoothing"])
+    q, one_minus, total, checks, grad = _bce_logs(x, y, p)
+    torch.sub(q, y, out=grad).div_(one_minus.mul_(q))
+    return total, checks, grad.mul_(torch.eq(q, x)).mul_(scale)
+
+
+def _bce_grad(x, y, p, scale):
+    return _bce_fused(x, y, p, scale)[2]
+
+
+def _plain_bce(p):
+    return p.get("class_weight") is None
+
+
 # softmax_ce, sparse_softmax_ce, poly1 ---------------------------------------------------------
 
 
@@ -436,6 +479,7 @@ KERNELS: dict[str, Kernel] = {
     "poly1": Kernel(
         _poly1_forward, _poly1_grad, lambda p: True, grad_from_kept=_poly1_grad_from_softmax
     ),
+    "bce": Kernel(_bce_forward, _bce_grad, _plain_bce, fused=_bce_fused),
     "focal": Kernel(_focal_forward, _focal_grad, _focal_supported, fused=_focal_fused),
     "asl": Kernel(_asl_forward, _asl_grad, _asl_supported, fused=_asl_fused),
 }

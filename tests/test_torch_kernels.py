@@ -28,6 +28,9 @@ SETTINGS = [
     ("sparse_softmax_ce", {"label_smoothing": 0.2}),
     ("poly1", {}),
     ("poly1", {"epsilon": -0.5}),
+    ("bce", {}),
+    ("bce", {"label_smoothing": 0.1, "eps": 1e-3}),
+    ("bce", {"eps": 0.0, "log_floor": -100.0}),  # torch's BCELoss
     ("focal", {}),
     ("focal", {"alpha": 0.25}),
     ("focal", {"gamma": 0.0}),
@@ -46,6 +49,8 @@ RTOL = {torch.float64: 1e-13, torch.float32: 2e-6, torch.bfloat16: 1e-2}
 def _inputs(name, dtype, soft=False, shape=(33, 17), seed=0):
     g = torch.Generator().manual_seed(seed)
     x = (torch.randn(shape, generator=g, dtype=torch.float64) * 3).to(dtype)
+    if mlloss.spec(name).input_kind == "probabilities":  # inside (0, 1): no log at a floor
+        x = (x / 6 + 0.5).clamp(0.02, 0.98).to(dtype)
     if mlloss.spec(name).target_kind == "class_index":
         return x, torch.randint(0, shape[-1], shape[:-1], generator=g)
     if soft:
@@ -136,6 +141,8 @@ def _fallback_cases():
         ("sparse_softmax_ce", {"ignore_index": 3}, xi, yi, "an ignore index among the classes"),
         ("sparse_softmax_ce", {}, far, yi, "a probability below float32's normal range"),
         ("sigmoid_bce", {}, x[:0], y[:0], "an empty batch"),
+        ("bce", {"eps": 0.0, "log_floor": -100.0}, x.clamp(0, 1), y, "a log at its floor"),
+        ("bce", {"eps": 0.0}, x.clamp(0, 1), y, "a probability of 0 without a floor"),
     ]
 
 
@@ -317,3 +324,19 @@ def test_threads_calling_one_loss_at_once_get_their_own_results(name):
     for (value, grad), (value_e, grad_e) in zip(got, expected * 3, strict=True):
         torch.testing.assert_close(value, value_e, rtol=0, atol=0)
         torch.testing.assert_close(grad, grad_e, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_bce_clips_like_its_formula(dtype):
+    """Probabilities outside [eps, 1 - eps] (and at 0 and 1) are clipped, and their gradient
+    is 0 there; at the bounds themselves it passes (the closed interval)."""
+    g = torch.Generator().manual_seed(6)
+    x = (torch.randn(40, 9, generator=g, dtype=torch.float64) / 2 + 0.5).to(dtype)
+    x[0, :3] = torch.tensor([0.0, 1.0, 1e-3], dtype=dtype)
+    y = (torch.rand(40, 9, generator=g) < 0.4).to(dtype)
+    for params in ({}, {"eps": 1e-3}):
+        loss, (value, grad), (value_f, grad_f) = _both("bce", params, "mean", x, y)
+        assert _kernel_used(loss, x, y)
+        _close(value, value_f, RTOL[dtype])
+        _close(grad, grad_f, RTOL[dtype])
+        assert (grad[(x < 0.001) | (x > 0.999)] == 0).all()
