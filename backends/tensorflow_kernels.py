@@ -1,4 +1,4 @@
-"""Fewer passes for five losses on TensorFlow, each used only where it computes the spec.
+"""Fewer passes for six losses on TensorFlow, each used only where it computes the spec.
 
 TensorFlow runs a ``tf.function`` graph op by op on the CPU (nothing fuses element-wise
 chains unless XLA is asked for), so the spec's formula costs a pass over the logits per
@@ -10,7 +10,8 @@ passes of their own. Here:
   are finite;
 - ``sigmoid_bce`` is written in eight element-wise ops forward and three backward (its
   closed-form gradient, where autodiff of TensorFlow's own loss takes about ten), exact for
-  every label in [0, 1];
+  every label in [0, 1] (and ``multilabel_soft_margin``, its mean over each sample's
+  classes);
 - ``focal`` (for labels in {0, 1}) and ``bce`` compute their value and gradient together
   in the forward, focal from one softplus and two sigmoids of the signed logit, and the
   backward multiplies.
@@ -155,14 +156,18 @@ def _dense(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
     return fn
 
 
-def _sigmoid_bce(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
+def _sigmoid_bce(
+    params: Mapping[str, Any], fallback: Callable[..., tf.Tensor], per_sample: bool = False
+):
     """softplus(z) + (r - y) x with r = round(y) and z = x (1 - 2r): the exact per-entry loss
     (for hard labels the second term is 0, and softplus(z) has no cancellation at confident
     logits), in eight element-wise ops, and g (sigmoid(x) - y) as its gradient in three.
     TensorFlow's own loss also composes eight ops, and its autodiff adds about ten more for
-    the backward. Taken when every label is in
-    [0, 1] (none missing); a NaN or infinite logit needs nothing else (softplus and sigmoid
-    give the spec's values and limits, and the correction is 0 where r = y)."""
+    the backward. Taken when every label is in [0, 1] (none missing) and every value is
+    finite (an infinite logit on the right side of a hard label has its limits here too:
+    softplus and sigmoid give them, and the correction is 0 where r = y). With
+    ``per_sample`` (multilabel_soft_margin), each sample's mean over its classes, every class
+    observed."""
     if params.get("pos_weight") is not None or params.get("class_weight") is not None:
         return None
     smoothing = params.get("label_smoothing", 0.0)
@@ -178,11 +183,18 @@ def _sigmoid_bce(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
             # 0 where r = y, even at an infinite logit (0 * inf would be NaN)
             correction = tf.math.multiply_no_nan(logits, hard - target)
             values = tf.math.softplus(z) + correction
+            if per_sample:
+                classes = tf.cast(tf.shape(logits)[-1], logits.dtype)
+                values = tf.reduce_sum(values, axis=-1) / classes
+            # an infinite logit with a soft label meets inf - inf here, and a NaN makes a
+            # whole sample's gradient NaN in multilabel_soft_margin: the formula's batches
+            taken = in_domain & _finite(values)
 
             def grad(g):
-                return g * (tf.math.sigmoid(logits) - target)
+                scale = g[..., None] / classes if per_sample else g
+                return scale * (tf.math.sigmoid(logits) - target)
 
-            return values, in_domain, grad
+            return values, taken, grad
 
         return _guarded(x, fast, lambda logits: fallback(logits, y, mask))
 
@@ -262,6 +274,7 @@ KERNELS = {
     "sparse_softmax_ce": _sparse,
     "softmax_ce": _dense,
     "sigmoid_bce": _sigmoid_bce,
+    "multilabel_soft_margin": lambda params, fallback: _sigmoid_bce(params, fallback, True),
     "focal": _focal,
     "bce": _bce,
 }

@@ -32,6 +32,7 @@ SETTINGS = [
     ("tensorflow", "softmax_ce", {"normalize_targets": True}),
     ("tensorflow", "sigmoid_bce", {}),
     ("tensorflow", "sigmoid_bce", {"label_smoothing": 0.1}),
+    ("tensorflow", "multilabel_soft_margin", {}),
     ("tensorflow", "focal", {}),
     ("tensorflow", "focal", {"alpha": 0.25}),
     ("tensorflow", "focal", {"gamma": 0.0}),
@@ -135,6 +136,19 @@ def test_kernel_equals_formula(backend, name, params, dtype, reduction):
 def test_edge_cases_equal_the_formula(backend, name, params):
     """NaN where the formula has NaN, the same limits where it has infinities."""
     x, y = _edges(name, np.float64)
+    (value, grad), (value_f, grad_f) = _both(backend, name, params, x, y)
+    _close(value, value_f, 1e-13)
+    _close(grad, grad_f, 1e-13)
+
+
+@pytest.mark.parametrize("backend, name, params", SETTINGS)
+@pytest.mark.parametrize("edge", ["nan", "inf", "-inf"])
+def test_one_non_finite_logit_alone_equals_the_formula(backend, name, params, edge):
+    """One NaN or infinite logit in an otherwise ordinary batch (no missing label, which
+    would send the whole batch to the formula): its sample's values and gradients are the
+    formula's (for a per-sample loss, NaN across the sample's whole gradient)."""
+    x, y = _inputs(name, np.float64)
+    x[2, 3] = float(edge)
     (value, grad), (value_f, grad_f) = _both(backend, name, params, x, y)
     _close(value, value_f, 1e-13)
     _close(grad, grad_f, 1e-13)
@@ -260,6 +274,7 @@ def test_jax_kernel_under_jit_and_vmap():
         ("tensorflow", "sigmoid_bce", {"pos_weight": 2.0}),
         ("tensorflow", "focal", {"label_smoothing": 0.1}),
         ("tensorflow", "bce", {"log_floor": -100.0}),
+        ("tensorflow", "multilabel_soft_margin", {"class_weight": [1.0] * SHAPE[-1]}),
     ],
 )
 def test_settings_without_a_kernel(backend, name, params):
