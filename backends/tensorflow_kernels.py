@@ -1,4 +1,4 @@
-"""Fewer passes for six losses on TensorFlow, each used only where it computes the spec.
+"""Fewer passes for seven losses on TensorFlow, each used only where it computes the spec.
 
 TensorFlow runs a ``tf.function`` graph op by op on the CPU (nothing fuses element-wise
 chains unless XLA is asked for), so the spec's formula costs a pass over the logits per
@@ -12,9 +12,9 @@ passes of their own. Here:
   closed-form gradient, where autodiff of TensorFlow's own loss takes about ten), exact for
   every label in [0, 1] (and ``multilabel_soft_margin``, its mean over each sample's
   classes);
-- ``focal`` (for labels in {0, 1}) and ``bce`` compute their value and gradient together
-  in the forward, focal from one softplus and two sigmoids of the signed logit, and the
-  backward multiplies.
+- ``focal`` (for labels in {0, 1}), ``bce`` and ``asl`` compute their value and gradient
+  together in the forward (focal from one softplus and two sigmoids of the signed logit),
+  and the backward multiplies.
 
 Each checks cheaply whether the batch is in its domain (labels in range, values finite) and
 takes the spec's formula for the whole batch when it is not, by ``tf.cond``: only one of the
@@ -270,6 +270,51 @@ def _bce(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
     return fn
 
 
+def _asl(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
+    """ASL with gamma_pos = 0 (its default): positives -log p, negatives
+    p_m^g (-log(1 - p_m)) with p_m = max(p - clip, 0), mixed per entry as y and 1 - y, and
+    with them in the forward the gradient: p - 1 for positives, and for negatives
+    p (1 - p) p_m^(g - 1) [p_m / (1 - p_m) + g (-log(1 - p_m))] (0 where p <= clip). Taken
+    when no label is missing and every value is finite; gamma_neg >= 1 (p_m^(g - 1) is finite
+    at p_m = 0), clip > 0 and no stop_grad_weight, else the formula always."""
+    gamma_neg, clip = float(params["gamma_neg"]), float(params["clip"])
+    if params["gamma_pos"] != 0.0 or gamma_neg < 1.0 or clip <= 0.0 or params["stop_grad_weight"]:
+        return None
+
+    def power(base, exponent):
+        if exponent == 0.0:  # p_m^0 where p_m > 0; 0 at p_m = 0 (the derivative's 0 there)
+            return tf.sign(base)
+        if exponent.is_integer() and exponent <= 3.0:
+            out = base
+            for _ in range(int(exponent) - 1):
+                out = out * base
+            return out
+        return tf.math.pow(base, exponent)
+
+    def fn(x, y, mask):
+        observed = tf.reduce_all(mask)
+        negatives = 1.0 - y
+
+        def fast(logits):
+            q = tf.math.sigmoid(logits)
+            p_m = tf.math.maximum(q - clip, 0.0)
+            one_minus = 1.0 - p_m
+            log_one_minus = tf.math.log(one_minus)
+            weight = power(p_m, gamma_neg - 1.0)  # p_m^(g - 1)
+            negative = -(p_m * weight) * log_one_minus
+            positive = -tf.math.log_sigmoid(logits)
+            # (1 - y) a + y b, not a + y (b - a): exact at y = 0 and 1 (a confident positive's
+            # small value would lose its digits to the negative term's)
+            values = negatives * negative + y * positive
+            inner = (p_m / one_minus - gamma_neg * log_one_minus) * weight * (q - q * q)
+            local = negatives * inner + y * (q - 1.0)
+            return values, observed & _finite(values), lambda g: g * local
+
+        return _guarded(x, fast, lambda logits: fallback(logits, y, mask))
+
+    return fn
+
+
 KERNELS = {
     "sparse_softmax_ce": _sparse,
     "softmax_ce": _dense,
@@ -277,6 +322,7 @@ KERNELS = {
     "multilabel_soft_margin": lambda params, fallback: _sigmoid_bce(params, fallback, True),
     "focal": _focal,
     "bce": _bce,
+    "asl": _asl,
 }
 
 

@@ -38,6 +38,10 @@ SETTINGS = [
     ("tensorflow", "focal", {"gamma": 0.0}),
     ("tensorflow", "focal", {"gamma": 1.5, "alpha": 0.7}),
     ("tensorflow", "focal", {"gamma": 3.0, "alpha": 1.0}),
+    ("tensorflow", "asl", {}),
+    ("tensorflow", "asl", {"clip": 0.1, "gamma_neg": 2.0}),
+    ("tensorflow", "asl", {"clip": 0.2, "gamma_neg": 1.0}),
+    ("tensorflow", "asl", {"gamma_neg": 2.5}),
     ("tensorflow", "bce", {}),
     ("tensorflow", "bce", {"label_smoothing": 0.1, "eps": 1e-3}),
 ]
@@ -207,7 +211,7 @@ def test_tensorflow_kernels_take_ordinary_batches(backend, name, params, monkeyp
     x, y = _inputs(name, np.float64)
     _both(backend, name, params, x, y)
     assert taken and all(taken)
-    if name in ("focal", "bce"):
+    if name in ("focal", "bce", "asl"):
         taken.clear()
         _both(backend, name, params, *_edges(name, np.float64))
         assert taken and not any(taken)
@@ -221,6 +225,7 @@ def test_tensorflow_kernels_take_ordinary_batches(backend, name, params, monkeyp
         ("tensorflow", "sigmoid_bce"),
         ("tensorflow", "focal"),
         ("tensorflow", "bce"),
+        ("tensorflow", "asl"),
     ],
 )
 def test_soft_targets(backend, name):
@@ -253,6 +258,30 @@ def test_confident_samples_lose_no_more_than_the_formula(backend, margin):
     assert np.all(error <= error_f + 4 * np.finfo(np.float32).eps * exact)
 
 
+@pytest.mark.parametrize("name", ["asl", "focal", "bce", "sigmoid_bce"])
+def test_tensorflow_confident_entries_keep_their_digits(name):
+    """Entries predicted confidently and rightly have small values; in float32 the kernel's
+    largest relative error among them is no larger than the formula's (within 4 eps)."""
+    ops = _ops("tensorflow")
+    rng = np.random.default_rng(5)
+    y = (rng.random(SHAPE) < 0.5).astype(np.float32)
+    x = np.where(y > 0, 9.0, -9.0) + rng.random(SHAPE)
+    if mlloss.spec(name).input_kind == "probabilities":
+        x = 1.0 / (1.0 + np.exp(-x))
+    kwargs = {"backend": "tensorflow", "reduction": "none", "validate": False}
+    exact = np.asarray(mlloss.get(name, **kwargs)(ops.asarray(x), ops.asarray(y.astype(float))))
+    x32 = ops.asarray(x.astype(np.float32))
+
+    def relative(values):  # an exact 0 (asl's negatives below its clip) must come out 0
+        values = np.asarray(values, dtype=np.float64)
+        scaled = np.abs(values - exact) / np.where(exact > 0, exact, 1.0)
+        return np.where((exact > 0) | (values == exact), scaled, np.inf).max()
+
+    error = relative(mlloss.get(name, **kwargs)(x32, ops.asarray(y)))
+    error_f = relative(mlloss.get(name, fused=False, **kwargs)(x32, ops.asarray(y)))
+    assert error <= error_f + 4 * np.finfo(np.float32).eps
+
+
 def test_jax_kernel_under_jit_and_vmap():
     jax = pytest.importorskip("jax")
     jnp = jax.numpy
@@ -275,6 +304,8 @@ def test_jax_kernel_under_jit_and_vmap():
         ("tensorflow", "focal", {"label_smoothing": 0.1}),
         ("tensorflow", "bce", {"log_floor": -100.0}),
         ("tensorflow", "multilabel_soft_margin", {"class_weight": [1.0] * SHAPE[-1]}),
+        ("tensorflow", "asl", {"gamma_pos": 1.0}),
+        ("tensorflow", "asl", {"clip": 0.0}),
     ],
 )
 def test_settings_without_a_kernel(backend, name, params):
