@@ -303,6 +303,7 @@ def test_jax_kernel_under_jit_and_vmap():
         ("tensorflow", "sigmoid_bce", {"pos_weight": 2.0}),
         ("tensorflow", "focal", {"label_smoothing": 0.1}),
         ("tensorflow", "bce", {"log_floor": -100.0}),
+        ("tensorflow", "bce", {"eps": 0.0}),
         ("tensorflow", "multilabel_soft_margin", {"class_weight": [1.0] * SHAPE[-1]}),
         ("tensorflow", "asl", {"gamma_pos": 1.0}),
         ("tensorflow", "asl", {"clip": 0.0}),
