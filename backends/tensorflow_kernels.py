@@ -16,7 +16,7 @@ passes of their own. Here:
   together in the forward (focal from one softplus and two sigmoids of the signed logit),
   and the backward multiplies.
 
-Each checks cheaply whether the batch is in its domain (labels in range, values finite) and
+Each checks cheaply whether the batch is in its domain (labels in range, logits finite) and
 takes the spec's formula for the whole batch when it is not, by ``tf.cond``: only one of the
 two runs, in the backward too (the formula's gradient is taken only for such a batch). The
 conformance suite checks these kernels through ``mlloss.get``, and tests/test_values_kernels.py
@@ -71,7 +71,7 @@ def _finite(x: tf.Tensor) -> tf.Tensor:
 
 def _sparse(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
     """TensorFlow's ``SparseSoftmaxCrossEntropyWithLogits``: each sample's value and gradient
-    in one fused op. Taken when every label is in range and every value finite; an ignored
+    in one fused op. Taken when every label is in range and every logit finite; an ignored
     sample's logits are replaced by 0 before the op (so they cannot make the batch leave this
     path) and its value and gradient multiplied by 0 (exact: everything is finite there)."""
     if params["label_smoothing"] or params.get("class_weight") is not None:
@@ -109,7 +109,7 @@ def _sparse(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
             loss, backprop = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
                 features=flat_x, labels=clipped
             )
-            taken = in_range & tf.reduce_all(tf.math.is_finite(loss))
+            taken = in_range & _finite(flat_x)
 
             def grad(g):
                 scale = tf.reshape(g, [-1]) * kept
@@ -126,7 +126,7 @@ def _dense(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
     """TensorFlow's ``SoftmaxCrossEntropyWithLogits`` on the spec's target distribution q
     divided by its mass n = sum_c q_c: the op gives -sum_c (q_c / n) log softmax_c and
     softmax - q / n, so n times them are the spec's value and gradient (softmax n - q) for any
-    mass, 0 included. Taken when no label is missing (the op has no mask) and every value is
+    mass, 0 included. Taken when no label is missing (the op has no mask) and every logit is
     finite."""
     if params.get("class_weight") is not None:
         return None
@@ -145,7 +145,7 @@ def _dense(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
 
         def fast(logits):
             loss, backprop = tf.raw_ops.SoftmaxCrossEntropyWithLogits(features=logits, labels=share)
-            taken = observed & tf.reduce_all(tf.math.is_finite(loss))
+            taken = observed & _finite(logits)
 
             def grad(g):
                 return (g * mass)[:, None] * backprop
