@@ -102,7 +102,10 @@ def _scratch(like: torch.Tensor, count: int) -> list[torch.Tensor]:
     if scratch.key != key:
         scratch.key, scratch.buffers = key, []
     while len(scratch.buffers) < count:
-        scratch.buffers.append(torch.empty(like.shape, dtype=like.dtype))
+        # an ordinary tensor even when first made under inference_mode (an inference tensor
+        # could not be written to outside it, by the next training step)
+        with torch.inference_mode(False):
+            scratch.buffers.append(torch.empty(like.shape, dtype=like.dtype))
     return scratch.buffers[:count]
 
 

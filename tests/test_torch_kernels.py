@@ -340,3 +340,21 @@ def test_bce_clips_like_its_formula(dtype):
         _close(value, value_f, RTOL[dtype])
         _close(grad, grad_f, RTOL[dtype])
         assert (grad[(x < 0.001) | (x > 0.999)] == 0).all()
+
+
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_inference_mode_then_training(name):
+    """Evaluation under torch.inference_mode, then a training step with the same shape: the
+    scratch made during the first is written to by the second."""
+    from mlloss.backends import torch_kernels
+
+    torch_kernels.release_scratch()
+    x, y = _inputs(name, torch.float32, seed=7)
+    loss = mlloss.get(name, backend="torch")
+    with torch.inference_mode():
+        evaluated = loss(x, y)
+    leaf = x.clone().requires_grad_(True)
+    trained = loss(leaf, y)
+    trained.backward()
+    torch.testing.assert_close(trained.detach(), evaluated, rtol=2e-6, atol=0)
+    assert leaf.grad is not None and bool(torch.isfinite(leaf.grad).all())
