@@ -120,11 +120,14 @@ class OpsBase:
 
     def within(self, x, low: float, high: float) -> bool:
         """Whether every entry of a non-empty ``x`` is in [low, high] (False for a NaN), read
-        from the device once. An unsigned ``x`` is not negated (it would wrap around)."""
+        from the device once. For an unsigned ``x``, ``low`` must be at most 0: it is not
+        negated (it would wrap around), and no unsigned value is below 0."""
         import numpy as np  # loaded with every backend already; not at import mlloss
 
         test = self.max(x) <= high
-        if not self.dtype_name(x).startswith("uint"):
+        if self.dtype_name(x).startswith("uint"):
+            assert low <= 0, "an unsigned tensor's lower bound must be at most 0"
+        else:
             test = test & (-self.max(-x) >= low)
         return bool(np.asarray(self.to_numpy(test)))
 
