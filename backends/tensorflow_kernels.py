@@ -1,4 +1,4 @@
-"""Fewer passes for seven losses on TensorFlow, each used only where it computes the spec.
+"""Fewer passes for eight losses on TensorFlow, each used only where it computes the spec.
 
 TensorFlow runs a ``tf.function`` graph op by op on the CPU (nothing fuses element-wise
 chains unless XLA is asked for), so the spec's formula costs a pass over the logits per
@@ -14,7 +14,9 @@ passes of their own. Here:
   classes);
 - ``focal`` (for labels in {0, 1}), ``bce`` and ``asl`` compute their value and gradient
   together in the forward (focal from one softplus and two sigmoids of the signed logit),
-  and the backward multiplies.
+  and the backward multiplies;
+- ``poly1`` takes the softmax cross-entropy's fused op and adds its epsilon term from the
+  softmax the op's gradient gives.
 
 Each checks cheaply whether the batch is in its domain (labels in range, logits finite) and
 takes the spec's formula for the whole batch when it is not, by ``tf.cond``: only one of the
@@ -122,12 +124,16 @@ def _sparse(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
     return fn
 
 
-def _dense(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
+def _dense(
+    params: Mapping[str, Any], fallback: Callable[..., tf.Tensor], epsilon: float | None = None
+):
     """TensorFlow's ``SoftmaxCrossEntropyWithLogits`` on the spec's target distribution q
     divided by its mass n = sum_c q_c: the op gives -sum_c (q_c / n) log softmax_c and
     softmax - q / n, so n times them are the spec's value and gradient (softmax n - q) for any
     mass, 0 included. Taken when no label is missing (the op has no mask) and every logit is
-    finite."""
+    finite. With ``epsilon`` (poly1, q = y): plus epsilon (n - p_t), p_t = sum_c y_c softmax_c,
+    whose gradient adds epsilon softmax (p_t - y), the softmax being the op's backprop plus
+    q / n."""
     if params.get("class_weight") is not None:
         return None
     from mlloss.backends.tensorflow import ops
@@ -146,11 +152,22 @@ def _dense(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
         def fast(logits):
             loss, backprop = tf.raw_ops.SoftmaxCrossEntropyWithLogits(features=logits, labels=share)
             taken = observed & _finite(logits)
+            if epsilon is None:
 
-            def grad(g):
-                return (g * mass)[:, None] * backprop
+                def grad(g):
+                    return (g * mass)[:, None] * backprop
 
-            return loss * mass, taken, grad
+                return loss * mass, taken, grad
+            softmax = backprop + share
+            p_t = tf.reduce_sum(q * softmax, axis=-1)
+            values = loss * mass + epsilon * (mass - p_t)
+
+            def poly_grad(g):
+                # softmax (n + eps p_t) - q - eps q softmax, per row times g
+                local = softmax * ((mass + epsilon * p_t)[:, None] - epsilon * q) - q
+                return g[:, None] * local
+
+            return values, taken, poly_grad
 
         return _guarded(x, fast, lambda logits: fallback(logits, y, mask))
 
@@ -317,6 +334,9 @@ def _asl(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
     return fn
 
 
+#: poly1's cross-entropy: its targets as they are (no smoothing, no normalisation, no weights)
+_PLAIN = {"normalize_targets": False, "label_smoothing": 0.0, "class_weight": None}
+
 KERNELS = {
     "sparse_softmax_ce": _sparse,
     "softmax_ce": _dense,
@@ -325,6 +345,7 @@ KERNELS = {
     "focal": _focal,
     "bce": _bce,
     "asl": _asl,
+    "poly1": lambda params, fallback: _dense(_PLAIN, fallback, float(params["epsilon"])),
 }
 
 

@@ -42,6 +42,8 @@ SETTINGS = [
     ("tensorflow", "asl", {"clip": 0.1, "gamma_neg": 2.0}),
     ("tensorflow", "asl", {"clip": 0.2, "gamma_neg": 1.0}),
     ("tensorflow", "asl", {"gamma_neg": 2.5}),
+    ("tensorflow", "poly1", {}),
+    ("tensorflow", "poly1", {"epsilon": -0.5}),
     ("tensorflow", "bce", {}),
     ("tensorflow", "bce", {"label_smoothing": 0.1, "eps": 1e-3}),
 ]
