@@ -35,7 +35,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from mlloss.losses.softmax import _distribution
+from mlloss.losses.softmax import POLY1_CROSS_ENTROPY, _distribution
 from mlloss.spec import Prepared
 
 
@@ -139,8 +139,7 @@ def _dense(params: Mapping[str, Any], epsilon: float = 0.0) -> Callable[..., jax
 
 
 def _poly1(params: Mapping[str, Any]) -> Callable[..., jax.Array]:
-    plain = {"normalize_targets": False, "label_smoothing": 0.0, "class_weight": None}
-    return _dense(plain, float(params["epsilon"]))
+    return _dense(POLY1_CROSS_ENTROPY, float(params["epsilon"]))
 
 
 def _unweighted(params: Mapping[str, Any]) -> bool:

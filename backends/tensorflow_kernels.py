@@ -34,6 +34,7 @@ from typing import Any
 import tensorflow as tf
 
 from mlloss.losses.binary import smooth_binary
+from mlloss.losses.softmax import POLY1_CROSS_ENTROPY
 
 Fast = Callable[[tf.Tensor], tuple[tf.Tensor, tf.Tensor, Callable[[tf.Tensor], tf.Tensor]]]
 
@@ -94,9 +95,8 @@ def _sparse(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
         # the op raises for a label out of range: such a batch runs it on clipped labels
         # and takes the formula
         clipped = tf.clip_by_value(flat_y, 0, classes - 1)
-        kept = tf.cast(tf.reshape(mask, [-1]), x.dtype)
-
         flat_mask = tf.reshape(mask, [-1])
+        kept = tf.cast(flat_mask, x.dtype)
         every_sample = tf.reduce_all(flat_mask)
 
         def fast(logits):
@@ -334,9 +334,6 @@ def _asl(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
     return fn
 
 
-#: poly1's cross-entropy: its targets as they are (no smoothing, no normalisation, no weights)
-_PLAIN = {"normalize_targets": False, "label_smoothing": 0.0, "class_weight": None}
-
 KERNELS = {
     "sparse_softmax_ce": _sparse,
     "softmax_ce": _dense,
@@ -345,7 +342,9 @@ KERNELS = {
     "focal": _focal,
     "bce": _bce,
     "asl": _asl,
-    "poly1": lambda params, fallback: _dense(_PLAIN, fallback, float(params["epsilon"])),
+    "poly1": lambda params, fallback: _dense(
+        POLY1_CROSS_ENTROPY, fallback, float(params["epsilon"])
+    ),
 }
 
 

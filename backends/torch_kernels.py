@@ -22,7 +22,8 @@ A kernel covers the common case, and says so by asking for a fallback otherwise:
   non-finite policy, as does an empty batch.
 
 Each kernel is a ``forward(x, y, p) -> (sum of the unreduced values, domain checks, kept)``
-and a ``grad(x, y, p, scale) -> scale * d sum / d x``, both in the compute dtype (float32 for
+and (unless it has ``fused``, below) a ``grad(x, y, p, scale) -> scale * d sum / d x``, both
+in the compute dtype (float32 for
 half precision inputs). ``kept`` is None, or a tensor of the logits' shape and dtype that the
 backward keeps instead of the logits (the same bytes) and hands to ``grad_from_kept``: the
 sparse cross-entropy and poly1 keep their softmax rather than computing it twice. A kernel
@@ -42,6 +43,7 @@ from typing import Any
 
 import torch
 
+from mlloss.backends.torch import ops
 from mlloss.losses.binary import smooth_binary
 
 Forward = Callable[..., torch.Tensor]
@@ -58,7 +60,7 @@ class Kernel:
     ``grad(x, y, p, scale) -> scale * d sum / d x``, in the compute dtype."""
 
     forward: Forward
-    grad: Grad
+    grad: Grad | None  # None for a kernel with ``fused``: its backward never computes one
     supports: Callable[[Mapping[str, Any]], bool]
     per_sample_mean: bool = False  # multilabel_soft_margin: each sample's mean over classes
     labels: str = "unit"  # "unit": multi-hot in [0, 1]; "index": class indices in [0, C)
@@ -232,10 +234,6 @@ def _bce_fused(x, y, p, scale):
     return total, checks, grad.mul_(torch.eq(q, x)).mul_(scale)
 
 
-def _bce_grad(x, y, p, scale):
-    return _bce_fused(x, y, p, scale)[2]
-
-
 def _plain_bce(p):
     return p.get("class_weight") is None
 
@@ -348,23 +346,6 @@ def _focal_forward(x, y, p):
     return (loss.sum() if weight is None else _flat_dot(loss, weight)), [binary], None
 
 
-def _focal_grad(x, y, p, scale):
-    """(1 - 2y) alpha_t sigmoid(z)^gamma [gamma sigmoid(-z) softplus(z) + sigmoid(z)]; for y
-    in {0, 1}, (1 - 2y) alpha_t = a + b y."""
-    z = _signed(x, y)
-    gamma, alpha = p["gamma"], p["alpha"]
-    s = torch.sigmoid(z)
-    if gamma != 0.0:
-        s_neg = torch.neg(z)
-        torch.sigmoid(s_neg, out=s_neg)
-        softplus = _softplus_(z)
-        grad = torch.addcmul(s, s_neg, softplus, value=gamma, out=s_neg).mul_(s.pow_(gamma))
-    else:
-        grad = s
-    a, b = (1.0, -2.0) if alpha is None else (1.0 - alpha, -1.0)
-    return grad.mul_(torch.addcmul(scale * a, y, scale, value=b, out=z))
-
-
 def _times_alpha_t_(w: torch.Tensor, y: torch.Tensor, alpha: float | None) -> float:
     """w alpha_t = c w (1 + b y) for labels in {0, 1}, written over w; returns c. No
     difference of sums: every term stays non-negative."""
@@ -420,25 +401,10 @@ def _asl_forward(x, y, p):
     return torch.lerp(negative, positive, y, out=negative).sum(), [safe], None
 
 
-def _asl_grad(x, y, p, scale):
-    """Positives p - 1; negatives dp_m [p_m^g / (1 - p_m) + g p_m^(g - 1) (-log(1 - p_m))],
-    dp_m = p (1 - p) where p > clip (0 at and below it: the left-hand derivative)."""
-    gamma_neg = p["gamma_neg"]
-    q = torch.sigmoid(x)
-    d_pm = torch.addcmul(q, q, q, value=-1.0)
-    p_m = q - p["clip"]
-    d_pm.mul_(p_m > 0)
-    p_m.clamp_min_(0.0)
-    neg_log = torch.log1p(torch.neg(p_m)).neg_()
-    inner = torch.div(p_m, torch.rsub(p_m, 1.0)).add_(neg_log, alpha=gamma_neg)
-    negative = inner.mul_(p_m.pow_(gamma_neg - 1.0)).mul_(d_pm)
-    return torch.lerp(negative, q.sub_(1.0), y, out=negative).mul_(scale)
-
-
 def _asl_fused(x, y, p, scale):
-    """The value and scale * its gradient together, from one sigmoid, one log(1 - p_m), one
-    log p and p_m^(gamma_neg - 1), in four logits-sized buffers (see _asl_forward and
-    _asl_grad for the formulas): d negative / dx = p (1 - p) p_m^(g - 1) [p_m / (1 - p_m) +
+    """The value (see _asl_forward) and scale * its gradient together, from one sigmoid, one
+    log(1 - p_m), one log p and p_m^(gamma_neg - 1), in four logits-sized buffers: positives
+    p - 1; negatives d negative / dx = p (1 - p) p_m^(g - 1) [p_m / (1 - p_m) +
     g (-log(1 - p_m))], which is 0 where p <= clip (p_m = 0, g >= 1)."""
     gamma_neg = p["gamma_neg"]
     q, p_m, log_one_minus = _scratch(x, 3)
@@ -486,9 +452,9 @@ KERNELS: dict[str, Kernel] = {
     "poly1": Kernel(
         _poly1_forward, _poly1_grad, lambda p: True, grad_from_kept=_poly1_grad_from_softmax
     ),
-    "bce": Kernel(_bce_forward, _bce_grad, _plain_bce, fused=_bce_fused),
-    "focal": Kernel(_focal_forward, _focal_grad, _focal_supported, fused=_focal_fused),
-    "asl": Kernel(_asl_forward, _asl_grad, _asl_supported, fused=_asl_fused),
+    "bce": Kernel(_bce_forward, None, _plain_bce, fused=_bce_fused),
+    "focal": Kernel(_focal_forward, None, _focal_supported, fused=_focal_fused),
+    "asl": Kernel(_asl_forward, None, _asl_supported, fused=_asl_fused),
 }
 
 _COMPUTE = {torch.float16: torch.float32, torch.bfloat16: torch.float32}
@@ -497,10 +463,7 @@ _COMPUTE = {torch.float16: torch.float32, torch.bfloat16: torch.float32}
 def _in_domain(kernel: Kernel, y: torch.Tensor, classes: int, checked: bool) -> bool:
     """Whether the targets are in [0, 1] (or [0, C)), none missing: ``checked`` when the
     caller's validation already found so, else one reduction and one device-to-host read."""
-    if checked:
-        return True
-    low, high = torch.aminmax(y)
-    return bool((low >= 0) & (high <= (classes - 1 if kernel.labels == "index" else 1)))
+    return checked or ops.within(y, 0, classes - 1 if kernel.labels == "index" else 1)
 
 
 def _to(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -561,6 +524,7 @@ class _KernelFunction(torch.autograd.Function):
             assert kernel.grad_from_kept is not None
             grad = kernel.grad_from_kept(first, yc, ctx.params, scale)
         else:
+            assert kernel.grad is not None
             grad = kernel.grad(_to(first, compute), yc, ctx.params, scale)
         return _to(grad, first.dtype), None, None, None, None, None
 

@@ -454,6 +454,11 @@ def _poly1_parts(ops, x, t):
     return log_p, p_t
 
 
+#: poly1's cross-entropy as softmax_ce's parameters: the targets as they are (no
+#: normalisation, no smoothing, no class weights); the backends' poly1 kernels take it
+POLY1_CROSS_ENTROPY = {"normalize_targets": False, "label_smoothing": 0.0, "class_weight": None}
+
+
 def poly1_value(ops, x, t, p):
     _, p_t = _poly1_parts(ops, x, t)
     ce = _cross_entropy(ops, x, t.y, t.mask)
