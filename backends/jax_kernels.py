@@ -35,31 +35,15 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from mlloss.backends import softmax_math
 from mlloss.losses.softmax import POLY1_CROSS_ENTROPY, _distribution
 from mlloss.spec import Prepared
 
 
-def _shifted(x: jax.Array, m: jax.Array) -> jax.Array:
-    """``x - m`` for the row maximum ``m``, or where ``m`` is infinite (``+inf``, or ``-inf``
-    for a row with nothing observed) its limit: 0 at the entries equal to ``m``, ``-inf``
-    elsewhere. A NaN maximum takes the ordinary path (NaN out)."""
-    infinite = jnp.isinf(m)
-    limit = jnp.where(x == m, 0.0, -jnp.inf).astype(x.dtype)
-    return jnp.where(infinite, limit, x - jnp.where(infinite, 0.0, m))
+def _ops() -> Any:
+    from mlloss.backends.jax import ops
 
-
-def _xmul(q: jax.Array, z: jax.Array) -> jax.Array:
-    """``q z``, 0 where ``q`` is 0 (a class with no target mass at ``z = -inf``)."""
-    return jnp.where(q == 0, 0.0, q * z)
-
-
-def _exp_shifted(x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """(m, e, S): the row maximum, ``e = exp(x - m)`` (with the limits of ``_shifted``) and
-    ``S = sum e``, each reduced value shaped (..., 1). The backward keeps ``e`` rather than
-    computing the exponentials again: the softmax is ``e / S``."""
-    m = jnp.max(x, axis=-1, keepdims=True)
-    e = jnp.exp(_shifted(x, m))
-    return m, e, jnp.sum(e, axis=-1, keepdims=True)
+    return ops
 
 
 def _sparse(params: Mapping[str, Any]) -> Callable[..., jax.Array]:
@@ -67,19 +51,23 @@ def _sparse(params: Mapping[str, Any]) -> Callable[..., jax.Array]:
     an unvalidated index outside [0, C) has an all-zero one-hot, as in the spec."""
     s = float(params["label_smoothing"])
 
+    ops = _ops()
+
     def value(x, y, mask, m, total):
         classes = x.shape[-1]
         valid = ((y >= 0) & (y < classes))[..., None]
         picked = jnp.take_along_axis(x, jnp.clip(y, 0, classes - 1)[..., None], axis=-1)
         log_s = jnp.log(total)
         # log_s is NaN exactly for a row holding a NaN, which stays NaN without a label too
-        loss = (1.0 - s) * jnp.where(valid, log_s - _shifted(picked, m), 0.0 * log_s)
+        at_label = log_s - softmax_math.shifted(ops, picked, m)
+        loss = (1.0 - s) * jnp.where(valid, at_label, 0.0 * log_s)
         if s:
-            loss = loss + s * (log_s - jnp.mean(_shifted(x, m), axis=-1, keepdims=True))
+            uniform = jnp.mean(softmax_math.shifted(ops, x, m), axis=-1, keepdims=True)
+            loss = loss + s * (log_s - uniform)
         return jnp.where(mask, loss[..., 0], 0.0)
 
     def forward(x, y, mask):
-        m, e, total = _exp_shifted(x)
+        m, _, e, total = softmax_math.exp_shifted(ops, x)
         return value(x, y, mask, m, total), (e, total, y, mask)
 
     @jax.custom_vjp
@@ -102,36 +90,23 @@ def _sparse(params: Mapping[str, Any]) -> Callable[..., jax.Array]:
 def _dense(params: Mapping[str, Any], epsilon: float = 0.0) -> Callable[..., jax.Array]:
     """-sum_c q_c log softmax(x)_c over the observed classes, q the spec's own distribution
     (normalized and smoothed as asked); with ``epsilon`` (poly1, q = y) plus
-    epsilon (sum_c q_c - p_t), p_t = sum_c q_c softmax_c."""
-    from mlloss.backends.jax import ops
+    epsilon (sum_c q_c - p_t), p_t = sum_c q_c softmax_c (backends/softmax_math.py)."""
+    ops = _ops()
 
     def target(y, mask):
         return _distribution(ops, Prepared(y, mask, None), params)
 
     def forward(x, y, mask):
-        q = target(y, mask)
-        observed = jnp.where(mask, x, -jnp.inf)
-        m, e, total = _exp_shifted(observed)
-        mass = jnp.sum(q, axis=-1, keepdims=True)
-        cross = jnp.sum(_xmul(q, _shifted(observed, m)), axis=-1, keepdims=True)
-        value = jnp.log(total) * mass - cross
-        p_t = jnp.sum(q * e, axis=-1, keepdims=True) / total if epsilon else None
-        if epsilon:
-            value = value + epsilon * (mass - p_t)
-        return value[..., 0], (e, total, mass, p_t, y, mask)
+        values, parts, _ = softmax_math.dense(ops, x, target(y, mask), mask, epsilon)
+        return values, (parts, y, mask)
 
     @jax.custom_vjp
     def fn(x, y, mask):
         return forward(x, y, mask)[0]
 
     def backward(res, g):
-        e, total, mass, p_t, y, mask = res
-        q = target(y, mask)
-        softmax = e / total
-        if epsilon:  # softmax (n + eps p_t - eps q) - q
-            local = softmax * (mass + epsilon * p_t - epsilon * q) - q
-        else:  # softmax n - q
-            local = e * (mass / total) - q
+        parts, y, mask = res
+        local = softmax_math.dense_grad(parts, target(y, mask), epsilon)
         return g[..., None] * local, None, None
 
     fn.defvjp(forward, backward)

@@ -136,6 +136,16 @@ class TensorflowOps(OpsBase):
 
         return values_kernel(name, params, fallback)
 
+    def fused_kernel(self, name, params, reduction, per, mean_over_classes):
+        """The whole loss as one XLA computation (see tensorflow_kernels), or None."""
+        from mlloss.backends.tensorflow_kernels import fused_kernel
+
+        return fused_kernel(name, params, reduction, per, mean_over_classes)
+
+    def runs_kernels(self, x):
+        # the XLA kernels read no values in Python: they run inside tf.function too
+        return True
+
     def value_and_grad(self, f, x, *more):
         args = (x, *more)
         with tf.GradientTape() as tape:

@@ -28,6 +28,7 @@ compares them with the formula on ordinary and non-finite inputs, eagerly and in
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -124,52 +125,132 @@ def _sparse(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
     return fn
 
 
-def _dense(
-    params: Mapping[str, Any], fallback: Callable[..., tf.Tensor], epsilon: float | None = None
-):
-    """TensorFlow's ``SoftmaxCrossEntropyWithLogits`` on the spec's target distribution q
-    divided by its mass n = sum_c q_c: the op gives -sum_c (q_c / n) log softmax_c and
-    softmax - q / n, so n times them are the spec's value and gradient (softmax n - q) for any
-    mass, 0 included. Taken when no label is missing (the op has no mask) and every logit is
-    finite. With ``epsilon`` (poly1, q = y): plus epsilon (n - p_t), p_t = sum_c y_c softmax_c,
-    whose gradient adds epsilon softmax (p_t - y), the softmax being the op's backprop plus
-    q / n."""
-    if params.get("class_weight") is not None:
-        return None
+def _dense_step(params: Mapping[str, Any], epsilon: float, reduction: str):
+    """``step(x, y) -> (value, gradient, plain)``, one XLA computation: the softmax
+    cross-entropy's value (per sample for ``"none"``, else reduced) and its gradient with
+    respect to ``x`` for a cotangent of 1 on it, in ``x``'s dtype (float16 and bfloat16
+    computed in float32), and whether the plain form computed them. ``y`` is the raw
+    multi-hot targets: a negative entry is a missing label.
+
+    The plain form (backends/softmax_math.py) is computed first, and its sums tell whether
+    it applies: no label missing and every logit finite. For any other batch the general
+    form, which masks, takes the limits and applies the NaN policy, runs instead (one
+    ``tf.cond`` inside the XLA computation, so only one of the two gradients is ever
+    computed). TensorFlow without XLA runs one op at a time, a pass over the logits each;
+    under XLA the value and the gradient come from three fused loops.
+    """
+    from mlloss.backends import softmax_math
     from mlloss.backends.tensorflow import ops
     from mlloss.losses.softmax import _distribution
     from mlloss.spec import Prepared
 
+    def target(y, mask):
+        return _distribution(ops, Prepared(y, mask, None), params)
+
+    def compute(x, y):
+        out_dtype = x.dtype
+        if x.dtype in (tf.float16, tf.bfloat16):
+            x = tf.cast(x, tf.float32)
+        y = tf.cast(y, x.dtype)
+        q = target(y, tf.ones_like(y, dtype=tf.bool))
+        values, parts, m = softmax_math.dense(ops, x, q, None, epsilon)
+        # the plain form applies where no label is missing (a NaN label makes its row's
+        # minimum NaN: the general form, whose value is NaN alike) and no logit is infinite
+        # (a NaN logit makes its row NaN in either form); row by row, as the reductions of the
+        # value are (a reduction to one number would be a pass of its own)
+        plain = (
+            tf.reduce_all(tf.reduce_min(y, axis=-1) >= 0)
+            & tf.reduce_all(m < float("inf"))
+            & tf.reduce_all(tf.reduce_min(x, axis=-1) > -float("inf"))
+        )
+
+        def reduced(values, local, counted):
+            """The value as asked and its gradient, in the input's dtype: done in each form
+            (after the tf.cond, scaling the gradient would be a pass of its own)."""
+            if reduction != "none":
+                value = tf.reduce_sum(values)
+                if reduction in ("mean", "weighted_mean"):  # no class weights: the plain mean
+                    count = tf.reduce_sum(tf.cast(counted, x.dtype))
+                    count = tf.where(count > 0, count, tf.ones_like(count))
+                    value, local = value / count, local * (1.0 / count)
+                values = value
+            return tf.cast(values, out_dtype), tf.cast(local, out_dtype)
+
+        # computed before the tf.cond (and wasted on a batch that takes the general form):
+        # inside a branch, XLA would write the exponentials out for it to read back
+        every = tf.ones_like(values, dtype=tf.bool)
+        fast = reduced(values, softmax_math.dense_grad(parts, q, epsilon), every)
+
+        def general_form():
+            mask = ~(y < 0)
+            masked = target(tf.where(mask, y, tf.zeros_like(y)), mask)
+            out, general, _ = softmax_math.dense(ops, x, masked, mask, epsilon)
+            local = softmax_math.dense_grad(general, masked, epsilon)
+            return reduced(out, local, tf.reduce_any(mask, axis=-1))
+
+        value, grad = tf.cond(plain, lambda: fast, general_form)
+        return value, grad, plain
+
+    return _per_signature(compute)
+
+
+def _per_signature(compute: Callable[..., Any]) -> Callable[..., Any]:
+    """``compute`` compiled with XLA, one ``tf.function`` per shape and dtype of its inputs
+    (a shape with unknown sizes, as inside a ``tf.function`` traced for any batch size, is one
+    signature: XLA compiles it for each size it meets). One tf.function retraced for each
+    new shape would warn about retracing after five; one traced for shapes with unknown
+    sizes (``reduce_retracing``) and then called eagerly aborted the process in TensorFlow
+    2.21 (XLA reading the shape of a dynamic output)."""
+    compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
+
+    def step(x: tf.Tensor, y: tf.Tensor) -> Any:
+        key = (tuple(x.shape), x.dtype, tuple(y.shape), y.dtype)
+        fn = compiled.get(key)
+        if fn is None:
+            # a fresh object each: TensorFlow counts retracing per function (per code object,
+            # which a partial has none of)
+            fn = compiled.setdefault(
+                key, tf.function(functools.partial(compute), jit_compile=True, autograph=False)
+            )
+        return fn(x, y)
+
+    return step
+
+
+def _differentiable(step, reduction: str, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    """``step``'s value, with its gradient times the cotangent as the backward (which keeps
+    only that gradient, the size of the logits)."""
+
+    @tf.custom_gradient
+    def value(logits):
+        out, grad, _ = step(logits, y)
+
+        def backward(g):
+            return (g[:, None] if reduction == "none" else g) * grad
+
+        return out, backward
+
+    return value(x)
+
+
+def _two_dimensional(x: tf.Tensor) -> bool:
+    """A (samples, classes) batch with a known, non-zero number of classes: what the XLA
+    kernels take (any other shape goes to the spec's path)."""
+    return x.shape.rank == 2 and bool(x.shape[-1]) and x.dtype.is_floating
+
+
+def _dense(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor], epsilon: float = 0.0):
+    """softmax_ce (and poly1) per sample, from :func:`_dense_step` (the same kernel that
+    :func:`fused_kernel` runs for the reduced loss)."""
+    if params.get("class_weight") is not None:
+        return None
+    step = _dense_step(params, epsilon, "none")
+
     def fn(x, y, mask):
-        classes = x.shape[-1]
-        if classes == 0 or classes is None or x.shape.rank != 2:
+        if not _two_dimensional(x):
             return fallback(x, y, mask)
-        q = _distribution(ops, Prepared(y, mask, None), params)
-        mass = tf.reduce_sum(q, axis=-1)
-        share = q / tf.where(mass > 0, mass, tf.ones_like(mass))[:, None]
-        observed = tf.reduce_all(mask)
-
-        def fast(logits):
-            loss, backprop = tf.raw_ops.SoftmaxCrossEntropyWithLogits(features=logits, labels=share)
-            taken = observed & _finite(logits)
-            if epsilon is None:
-
-                def grad(g):
-                    return (g * mass)[:, None] * backprop
-
-                return loss * mass, taken, grad
-            softmax = backprop + share
-            p_t = tf.reduce_sum(q * softmax, axis=-1)
-            values = loss * mass + epsilon * (mass - p_t)
-
-            def poly_grad(g):
-                # softmax (n + eps p_t) - q - eps q softmax, per row times g
-                local = softmax * ((mass + epsilon * p_t)[:, None] - epsilon * q) - q
-                return g[:, None] * local
-
-            return values, taken, poly_grad
-
-        return _guarded(x, fast, lambda logits: fallback(logits, y, mask))
+        # the prepared targets with their missing labels put back
+        return _differentiable(step, "none", x, tf.where(mask, y, -tf.ones_like(y)))
 
     return fn
 
@@ -347,6 +428,33 @@ KERNELS = {
     ),
 }
 
+# the losses whose whole computation, reduction included, is one XLA kernel
+WHOLE = {
+    "softmax_ce": lambda params, reduction: _dense_step(params, 0.0, reduction),
+    "poly1": lambda params, reduction: _dense_step(
+        POLY1_CROSS_ENTROPY, float(params["epsilon"]), reduction
+    ),
+}
+
+
+def fused_kernel(
+    name: str, params: Mapping[str, Any], reduction: str, per: str, mean_over_classes: bool
+) -> Callable[..., tf.Tensor | None] | None:
+    """The loss as one XLA computation, ``fn(x, y, checked) -> value | None`` (None: take the
+    spec's path), eagerly and inside ``tf.function`` alike; or None when no kernel computes
+    this loss with these settings."""
+    build = WHOLE.get(name)
+    if build is None or mean_over_classes or params.get("class_weight") is not None:
+        return None
+    step = build(params, reduction)
+
+    def run(x: tf.Tensor, y: tf.Tensor, checked: bool) -> tf.Tensor | None:
+        if not _two_dimensional(x):
+            return None
+        return _differentiable(step, reduction, x, y)
+
+    return run
+
 
 def values_kernel(
     name: str, params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]
@@ -358,4 +466,4 @@ def values_kernel(
     return None if build is None else build(params, fallback)
 
 
-__all__ = ["KERNELS", "values_kernel"]
+__all__ = ["KERNELS", "WHOLE", "fused_kernel", "values_kernel"]

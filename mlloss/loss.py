@@ -403,7 +403,9 @@ class Loss:
         fused: bool,
         in_range: bool = False,
     ) -> Any:
-        if fused and ops.is_concrete(x):  # kernels run eagerly; a compiler fuses the formula
+        # torch's kernels run eagerly (a compiler fuses the formula), TensorFlow's XLA ones
+        # inside tf.function too
+        if fused and getattr(ops, "runs_kernels", ops.is_concrete)(x):
             kernel = self._kernel(ops)
             out = None if kernel is None else kernel(x, y, in_range)
             if out is not None:

@@ -118,6 +118,12 @@ class OpsBase:
         where data-dependent checks cannot run."""
         return True
 
+    def runs_kernels(self, x) -> bool:
+        """Whether a whole-loss kernel (``fused_kernel``, where a backend has one) can run on
+        ``x``: eager tensors, where a kernel may read values (torch's decide on the batch
+        that way); a backend whose kernels are traced computations says True."""
+        return self.is_concrete(x)
+
     def within(self, x, low: float, high: float) -> bool:
         """Whether every entry of a non-empty ``x`` is in [low, high] (False for a NaN), read
         from the device once. For an unsigned ``x``, ``low`` must be at most 0: it is not

@@ -1,0 +1,89 @@
+"""The softmax cross-entropy's per-sample value and gradient from one pass of exponentials,
+written once over a backend's ops for the compiled kernels (JAX's ``jit``, TensorFlow's XLA).
+
+For logits ``x`` and target mass ``q`` over the observed classes, with ``m`` the row maximum,
+``z = x - m <= 0``, ``e = exp(z)`` and ``S = sum e``:
+
+- value ``log(S) sum q - sum q z``: a sum of non-negative terms, so nothing cancels (where a
+  sample is predicted confidently the value keeps the digits of ``log S``, as the formula's
+  ``log_softmax`` does); poly1 adds ``epsilon (sum q - p_t)``, ``p_t = sum q e / S``;
+- gradient of the value ``e (sum q) / S - q``; poly1's is
+  ``softmax (sum q + epsilon p_t - epsilon q) - q``.
+
+Two forms of the same formula:
+
+- *plain* (``mask`` None): no logit infinite and every label observed. Nothing is masked,
+  so a compiler's loops carry no selects; the caller checks the batch (from the row maxima
+  this returns, and the row minima) and takes the general form for any batch that is not.
+- *general*: the spec's edge cases come out of it: a row holding a NaN has a NaN value and
+  gradient (the maximum propagates it, so the NaN policy needs no pass of its own), a row
+  whose maximum is ``+inf`` (or that is all ``-inf``) takes the spec's limits (the ``k``
+  entries equal to the maximum share the softmax), and masked classes add nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+INF = float("inf")
+
+
+class Parts(NamedTuple):
+    """What the gradient needs besides the targets, each reduced value shaped (..., 1)."""
+
+    e: Any
+    total: Any
+    mass: Any
+    p_t: Any  # None without poly1's epsilon
+
+
+def shifted(ops: Any, x: Any, m: Any) -> Any:
+    """``x - m`` for the row maximum ``m``, or where ``m`` is infinite (``+inf``, or ``-inf``
+    for a row with nothing observed) its limit: 0 at the entries equal to ``m``, ``-inf``
+    elsewhere. A NaN maximum takes the ordinary path (NaN out)."""
+    infinite = ops.abs(m) == INF
+    limit = ops.where(x == m, ops.zeros_like(x), -INF)
+    return ops.where(infinite, limit, x - ops.where(infinite, 0.0, m))
+
+
+def exp_shifted(ops: Any, x: Any) -> tuple[Any, Any, Any, Any]:
+    """(m, z, e, S) of the general form: the row maximum, ``z`` (with the limits of
+    :func:`shifted`), ``e = exp(z)`` and ``S = sum e``."""
+    m = ops.max(x, axis=-1, keepdims=True)
+    z = shifted(ops, x, m)
+    e = ops.exp(z)
+    return m, z, e, ops.sum(e, axis=-1, keepdims=True)
+
+
+def dense(ops: Any, x: Any, q: Any, mask: Any, epsilon: float = 0.0) -> tuple[Any, Parts, Any]:
+    """``(values, parts, m)``: each sample's value, what :func:`dense_grad` needs, and the row
+    maxima of the (observed) logits, shaped (..., 1). The plain form (``mask`` None) is the
+    formula where no logit is infinite; a row holding a NaN has NaN ``z``, and so a NaN value
+    and gradient, in either form."""
+    if mask is None:
+        m = ops.max(x, axis=-1, keepdims=True)
+        z = x - m
+        e = ops.exp(z)
+        total = ops.sum(e, axis=-1, keepdims=True)
+        cross = ops.sum(q * z, axis=-1, keepdims=True)
+    else:
+        m, z, e, total = exp_shifted(ops, ops.where(mask, x, -INF))
+        cross = ops.sum(ops.xmul(q, z), axis=-1, keepdims=True)
+    mass = ops.sum(q, axis=-1, keepdims=True)
+    value = ops.log(total) * mass - cross
+    p_t = None
+    if epsilon:
+        p_t = ops.sum(q * e, axis=-1, keepdims=True) / total
+        value = value + epsilon * (mass - p_t)
+    return value[..., 0], Parts(e, total, mass, p_t), m
+
+
+def dense_grad(parts: Parts, q: Any, epsilon: float = 0.0) -> Any:
+    """The gradient of each sample's value with respect to its logits."""
+    e, total, mass, p_t = parts
+    if epsilon:  # softmax (n + eps p_t - eps q) - q
+        return (e / total) * (mass + epsilon * p_t - epsilon * q) - q
+    return e * (mass / total) - q
+
+
+__all__ = ["Parts", "dense", "dense_grad", "exp_shifted", "shifted"]
