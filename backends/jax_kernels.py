@@ -18,6 +18,9 @@ from two reductions of the logits and a gather, and their backward is one elemen
   entries equal to the maximum share the softmax), and masked classes or ignored samples add
   nothing.
 
+The dense cross-entropy's formula is written once over the backend's ops
+(backends/softmax_math.py): TensorFlow's XLA kernels compute the same one.
+
 The spec stays the definition: the conformance suite checks these kernels through
 ``mlloss.get`` like any other path, and tests/test_values_kernels.py compares each with the
 path it replaces (the formula with its closed-form backward) on ordinary and non-finite

@@ -325,3 +325,93 @@ def test_jax_kernel_under_jit_and_vmap():
 def test_settings_without_a_kernel(backend, name, params):
     loss = mlloss.get(name, backend=backend, **params)
     assert not loss._fused_fn(_ops(backend))[1]
+
+
+# TensorFlow's XLA kernels: the whole loss, reduction included, as one computation ---------
+
+
+def _whole_losses():
+    return [
+        (name, params)
+        for b, name, params in SETTINGS
+        if b == "tensorflow" and name in {"softmax_ce", "poly1"}
+    ]
+
+
+@pytest.mark.parametrize("name, params", _whole_losses(), ids=str)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("edges", [False, True])
+def test_tensorflow_whole_loss_kernel_equals_formula(name, params, reduction, edges):
+    """The reduced value and its gradient (for a cotangent other than 1, so that the backward's
+    product is checked too), the kernel against the closed form, on ordinary and edge batches."""
+    tf = pytest.importorskip("tensorflow")
+    ops = _ops("tensorflow")
+    loss = mlloss.get(name, backend="tensorflow", reduction=reduction, validate=False, **params)
+    assert loss._kernel(ops) is not None, "the whole-loss kernel is used"
+    closed_form = _closed_form("tensorflow", name, params, reduction)
+    x, y = _edges(name, np.float64) if edges else _inputs(name, np.float64)
+    x, y = tf.constant(x), tf.constant(y)
+    cotangent = tf.constant(
+        np.linspace(0.5, 2.0, len(x)) if reduction == "none" else 3.0, tf.float64
+    )
+
+    def step(fn):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = fn(x, y)
+        return value, tape.gradient(value, x, output_gradients=cotangent)
+
+    for got, expected in zip(step(loss), step(closed_form), strict=True):
+        _close(got, expected, 1e-13)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_tensorflow_whole_loss_kernel_half_precision(dtype):
+    """float16 and bfloat16 computed in float32: the value and gradient are the float32
+    kernel's rounded once to the input's dtype, as the formula's path rounds them."""
+    tf = pytest.importorskip("tensorflow")
+    x, y = _inputs("softmax_ce", np.float32)
+    loss = mlloss.get("softmax_ce", backend="tensorflow", validate=False)
+    narrow = tf.cast(tf.constant(x), dtype)
+    value, grad = loss.value_and_grad(narrow, tf.cast(tf.constant(y), dtype))
+    value_f, grad_f = loss.value_and_grad(tf.cast(narrow, tf.float32), tf.constant(y))
+    assert value.dtype.name == grad.dtype.name == dtype
+    assert value.numpy() == tf.cast(value_f, dtype).numpy()
+    np.testing.assert_array_equal(grad.numpy(), tf.cast(grad_f, dtype).numpy())
+
+
+def test_tensorflow_whole_loss_kernel_for_any_batch_size():
+    """Inside a tf.function traced once for any batch size (as Keras traces a train step),
+    the kernel compiles for each size it meets, an empty batch and missing labels included,
+    and gives the NumPy backend's values and gradients."""
+    tf = pytest.importorskip("tensorflow")
+    loss = mlloss.get("softmax_ce", backend="tensorflow")
+    reference = mlloss.get("softmax_ce", backend="numpy")
+    spec = tf.TensorSpec([None, SHAPE[-1]], tf.float64)
+
+    @tf.function(input_signature=[spec, spec])
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = loss(x, y)
+        return value, tape.gradient(value, x)
+
+    rng = np.random.default_rng(3)
+    for rows in (6, 5, 0, 3, 9, 1):
+        x = rng.normal(size=(rows, SHAPE[-1]))
+        y = (rng.random((rows, SHAPE[-1])) < 0.3).astype(np.float64)
+        if rows == 3:
+            y[0, :2] = -1  # missing labels: the general form
+        for got, expected in zip(step(x, y), reference.value_and_grad(x, y), strict=True):
+            _close(got, expected, 1e-12)
+
+
+def test_tensorflow_whole_loss_kernel_does_not_warn_about_retracing(caplog):
+    """One compiled function per input signature: a loss called eagerly on many shapes does
+    not trip TensorFlow's warning about frequent retracing."""
+    tf = pytest.importorskip("tensorflow")
+    loss = mlloss.get("softmax_ce", backend="tensorflow", validate=False)
+    with caplog.at_level("WARNING"):
+        for rows in range(1, 9):
+            loss(tf.zeros([rows, 3]), tf.ones([rows, 3]))
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
