@@ -19,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -418,6 +420,42 @@ def bench_jax(spec, shape, dtype, repeat):
 
 
 RUNNERS = {"torch": bench_torch, "tensorflow": bench_tensorflow, "jax": bench_jax}
+
+#: what ``import mlloss`` must not load
+FRAMEWORKS = ("torch", "tensorflow", "jax", "keras", "optax")
+
+
+def import_ms(repeat: int = 7) -> float:
+    """``import mlloss`` in fresh interpreters, in ms (the median), its bytecode cached as an
+    installed package's is: in a private cache (``PYTHONPYCACHEPREFIX``) that a first run,
+    not counted, writes. Where ``PYTHONDONTWRITEBYTECODE`` is set, as on this project's
+    machines, every import would otherwise compile the sources again, which doubled the time
+    measured. Raises ``RuntimeError`` if the import loads a framework."""
+    probe = (
+        "import sys, time\n"
+        "start = time.perf_counter()\n"
+        "import mlloss\n"
+        "print(1e3 * (time.perf_counter() - start))\n"
+        f"print(','.join(m for m in {tuple(FRAMEWORKS)!r} if m in sys.modules))\n"
+    )
+    times = []
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, PYTHONPYCACHEPREFIX=cache)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        for turn in range(repeat + 1):
+            done = subprocess.run(
+                [sys.executable, "-c", probe],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            elapsed, loaded = done.stdout.splitlines()  # the second line may be empty
+            if loaded:
+                raise RuntimeError(f"import mlloss loaded {loaded}")
+            if turn:
+                times.append(float(elapsed))
+    return statistics.median(times)
 
 
 def run(

@@ -135,3 +135,13 @@ def test_compiled_backends_report_peak_memory(backend):
     # at least the gradient, a logits-sized output of the step
     assert row.peak_mb is not None and row.peak_mb >= 256 * 1000 * 4 / 2**20
     assert row.native_peak_mb is not None and row.native_peak_mb > 0
+
+
+def test_import_time_is_measured_in_fresh_interpreters(monkeypatch):
+    """A positive time from fresh interpreters, and an error, not a time, when the import
+    loads a module it must not (here a standard module mlloss does import stands in for a
+    framework)."""
+    assert 0 < bench.import_ms(repeat=1) < float("inf")
+    monkeypatch.setattr(bench, "FRAMEWORKS", ("dataclasses",))
+    with pytest.raises(RuntimeError, match="dataclasses"):
+        bench.import_ms(repeat=1)
