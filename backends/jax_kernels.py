@@ -60,13 +60,9 @@ def _sparse(params: Mapping[str, Any]) -> Callable[..., jax.Array]:
         classes = x.shape[-1]
         valid = ((y >= 0) & (y < classes))[..., None]
         picked = jnp.take_along_axis(x, jnp.clip(y, 0, classes - 1)[..., None], axis=-1)
-        log_s = jnp.log(total)
-        # log_s is NaN exactly for a row holding a NaN, which stays NaN without a label too
-        at_label = log_s - softmax_math.shifted(ops, picked, m)
-        loss = (1.0 - s) * jnp.where(valid, at_label, 0.0 * log_s)
-        if s:
-            uniform = jnp.mean(softmax_math.shifted(ops, x, m), axis=-1, keepdims=True)
-            loss = loss + s * (log_s - uniform)
+        z_mean = jnp.mean(softmax_math.shifted(ops, x, m), axis=-1, keepdims=True) if s else None
+        at_label = softmax_math.shifted(ops, picked, m)
+        loss = softmax_math.sparse_value(ops, jnp.log(total), at_label, z_mean, valid, s)
         return jnp.where(mask, loss[..., 0], 0.0)
 
     def forward(x, y, mask):
@@ -81,9 +77,8 @@ def _sparse(params: Mapping[str, Any]) -> Callable[..., jax.Array]:
         e, total, y, mask = res
         classes = e.shape[-1]
         valid = ((y >= 0) & (y < classes))[..., None]
-        mass = (1.0 - s) * valid + s  # sum_c q_c
         hit = y[..., None] == jnp.arange(classes)
-        local = e * (mass / total) - jnp.where(hit, 1.0 - s, 0.0) - s / classes
+        local = softmax_math.sparse_grad(ops, e, total, hit, valid, s)
         return jnp.where(mask[..., None], g[..., None] * local, 0.0), None, None
 
     fn.defvjp(forward, backward)

@@ -86,4 +86,33 @@ def dense_grad(parts: Parts, q: Any, epsilon: float = 0.0) -> Any:
     return e * (mass / total) - q
 
 
-__all__ = ["Parts", "dense", "dense_grad", "exp_shifted", "shifted"]
+def sparse_value(ops: Any, log_total: Any, at_label: Any, z_mean: Any, valid: Any, s: float) -> Any:
+    """The sparse cross-entropy against ``(1 - s) onehot(y) + s / C``:
+    ``(1 - s)(log S - z_y) + s (log S - mean z)``, ``z_y`` the label's shifted logit; an
+    index outside [0, C) (``valid`` False) has an all-zero one-hot, as in the spec, and keeps
+    only ``0 log S`` of the first term (a NaN row stays NaN). Shapes (..., 1)."""
+    loss = (1.0 - s) * ops.where(valid, log_total - at_label, 0.0 * log_total)
+    if s:
+        loss = loss + s * (log_total - z_mean)
+    return loss
+
+
+def sparse_grad(ops: Any, e: Any, total: Any, hit: Any, valid: Any, s: float) -> Any:
+    """The gradient of :func:`sparse_value` with respect to the logits: the softmax times the
+    target mass (1, or ``s`` for an index out of range) less the target; ``hit`` is where a
+    class is the sample's label."""
+    dtype = ops.dtype_name(e)
+    mass = (1.0 - s) * ops.cast(valid, dtype) + s
+    classes = ops.shape(e)[-1]
+    return e * (mass / total) - (1.0 - s) * ops.cast(hit, dtype) - s / classes
+
+
+__all__ = [
+    "Parts",
+    "dense",
+    "dense_grad",
+    "exp_shifted",
+    "shifted",
+    "sparse_grad",
+    "sparse_value",
+]

@@ -5,9 +5,6 @@ chains unless XLA is asked for), so the spec's formula costs a pass over the log
 operation, and its general pieces (masks, the NaN policy, limits at infinite logits) cost
 passes of their own. Here:
 
-- ``sparse_softmax_ce`` calls TensorFlow's fused ``SparseSoftmaxCrossEntropyWithLogits``,
-  which computes each sample's value and gradient together, exactly the spec's wherever both
-  are finite;
 - ``sigmoid_bce`` is written in eight element-wise ops forward and three backward (its
   closed-form gradient, where autodiff of TensorFlow's own loss takes about ten), exact for
   every label in [0, 1] (and ``multilabel_soft_margin``, its mean over each sample's
@@ -15,13 +12,14 @@ passes of their own. Here:
 - ``focal`` (for labels in {0, 1}), ``bce`` and ``asl`` compute their value and gradient
   together in the forward (focal from one softplus and two sigmoids of the signed logit),
   and the backward multiplies;
-- ``softmax_ce`` and ``poly1`` are one XLA computation each (``jit_compile``), the loss's
-  reduction included (:func:`fused_kernel`), from the formula written once for the compiled
-  backends (backends/softmax_math.py): XLA fuses the value and the gradient into three loops,
-  where TensorFlow's own fused op is followed by the masks, the target mass and the rescaled
-  gradient as passes of their own. The first call for each shape and dtype compiles (about
-  0.2 s on the CPU); a TensorFlow without XLA for the device (tensorflow-metal) needs
-  ``fused=False``.
+- ``softmax_ce``, ``sparse_softmax_ce`` and ``poly1`` are one XLA computation each
+  (``jit_compile``), the loss's reduction included (:func:`fused_kernel`), from the formula
+  written once for the compiled backends (backends/softmax_math.py): XLA fuses the value and
+  the gradient into three loops, where TensorFlow's own fused ops were followed by the masks,
+  the target mass and the rescaled gradient as passes of their own (and were slower than XLA
+  even alone: the sparse one was 1.0x the native before, 0.68x after). The first call for
+  each shape and dtype compiles (about 0.2 s on the CPU); a TensorFlow without XLA for the
+  device (tensorflow-metal) needs ``fused=False``.
 
 Each other kernel checks cheaply whether the batch is in its domain (labels in range, logits
 finite) and takes the spec's formula for the whole batch when it is not, by ``tf.cond``: only
@@ -80,55 +78,95 @@ def _finite(x: tf.Tensor) -> tf.Tensor:
 
 
 def _sparse(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
-    """TensorFlow's ``SparseSoftmaxCrossEntropyWithLogits``: each sample's value and gradient
-    in one fused op. Taken when every label is in range and every logit finite; an ignored
-    sample's logits are replaced by 0 before the op (so they cannot make the batch leave this
-    path) and its value and gradient multiplied by 0 (exact: everything is finite there)."""
-    if params["label_smoothing"] or params.get("class_weight") is not None:
+    """sparse_softmax_ce per sample, from :func:`_sparse_step` (the same kernel that
+    :func:`fused_kernel` runs for the reduced loss)."""
+    if params.get("class_weight") is not None:
         return None
+    step = _sparse_step(params, "none")
+    ignore = params.get("ignore_index")
 
     def fn(x, y, mask):
-        classes = x.shape[-1]
-        if classes == 0:
+        if not _two_dimensional(x) or y.shape.rank != 1:
             return fallback(x, y, mask)
-        flat_y = tf.reshape(y, [-1])
-        if flat_y.dtype not in (tf.int32, tf.int64):
-            flat_y = tf.cast(flat_y, tf.int64)
-        width = classes  # the reshape's, static where the graph knows it
-        if classes is None:  # a shape known only when the graph runs
-            width = tf.shape(x)[-1]
-            classes = tf.cast(width, flat_y.dtype)
-        in_range = tf.reduce_all((flat_y >= 0) & (flat_y < classes))
-        # the op raises for a label out of range: such a batch runs it on clipped labels
-        # and takes the formula
-        clipped = tf.clip_by_value(flat_y, 0, classes - 1)
-        flat_mask = tf.reshape(mask, [-1])
-        kept = tf.cast(flat_mask, x.dtype)
-        every_sample = tf.reduce_all(flat_mask)
-
-        def fast(logits):
-            flat_x = tf.reshape(logits, [-1, width])
-            # an ignored sample's logits never reach the op (whatever they are, NaN or inf,
-            # the batch stays on this path with the same values for the others)
-            flat_x = tf.cond(
-                every_sample,
-                lambda: flat_x,
-                lambda: tf.where(flat_mask[:, None], flat_x, tf.zeros_like(flat_x)),
-            )
-            loss, backprop = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(
-                features=flat_x, labels=clipped
-            )
-            taken = in_range & _finite(flat_x)
-
-            def grad(g):
-                scale = tf.reshape(g, [-1]) * kept
-                return tf.reshape(scale[:, None] * backprop, tf.shape(logits))
-
-            return tf.reshape(loss * kept, tf.shape(y)), taken, grad
-
-        return _guarded(x, fast, lambda logits: fallback(logits, y, mask))
+        if ignore is not None:  # the prepared labels with their ignored samples put back
+            y = tf.where(mask, y, tf.cast(ignore, y.dtype))
+        return _differentiable(step, "none", x, y)
 
     return fn
+
+
+def _reduced(values: tf.Tensor, local: tf.Tensor, counted: tf.Tensor, reduction: str):
+    """The per-sample ``values`` reduced as asked, and the gradient of that for a cotangent of
+    1 (``local`` being each value's): done in each form of an XLA kernel, since after its
+    tf.cond scaling the gradient would be a pass of its own."""
+    if reduction == "none":
+        return values, local
+    value = tf.reduce_sum(values)
+    if reduction in ("mean", "weighted_mean"):  # no class weights here: the plain mean
+        count = tf.reduce_sum(tf.cast(counted, values.dtype))
+        count = tf.where(count > 0, count, tf.ones_like(count))
+        value, local = value / count, local * (1.0 / count)
+    return value, local
+
+
+def _compute_dtype(x: tf.Tensor) -> tf.Tensor:
+    """float16 and bfloat16 in float32, as the spec's path computes them."""
+    return tf.cast(x, tf.float32) if x.dtype in (tf.float16, tf.bfloat16) else x
+
+
+def _no_infinity(m: tf.Tensor, x: tf.Tensor) -> tf.Tensor:
+    """From the row maxima ``m``: whether no logit is infinite (a NaN logit makes its row
+    NaN in either form of a kernel, whichever XLA's maximum sends it to); row by row, as the
+    reductions of the value are (a reduction to one number would be a pass of its own)."""
+    return tf.reduce_all(m < float("inf")) & tf.reduce_all(
+        tf.reduce_min(x, axis=-1) > -float("inf")
+    )
+
+
+def _sparse_step(params: Mapping[str, Any], reduction: str):
+    """Like :func:`_dense_step`, for class indices: ``step(x, y) -> (value, gradient,
+    plain)``. The plain form applies where every index is in [0, C) and none is ignored,
+    and no logit is infinite; the general form (backends/softmax_math.py, as JAX's kernel)
+    takes the limits, leaves ignored samples out and gives an index out of range its
+    all-zero one-hot."""
+    from mlloss.backends import softmax_math
+    from mlloss.backends.tensorflow import ops
+
+    s = float(params["label_smoothing"])
+    ignore = params.get("ignore_index")
+
+    def parts(x, y, m, z, e, total):
+        classes = x.shape[-1]
+        valid = ((y >= 0) & (y < classes))[:, None]
+        picked = tf.gather(x, tf.clip_by_value(y, 0, classes - 1), batch_dims=1)[:, None]
+        z_mean = tf.reduce_mean(z, axis=-1, keepdims=True) if s else None
+        at_label = softmax_math.shifted(ops, picked, m)
+        values = softmax_math.sparse_value(ops, tf.math.log(total), at_label, z_mean, valid, s)
+        hit = y[:, None] == tf.range(classes, dtype=y.dtype)[None, :]
+        return values[:, 0], softmax_math.sparse_grad(ops, e, total, hit, valid, s)
+
+    def compute(x, y):
+        out_dtype, x = x.dtype, _compute_dtype(x)
+        kept = tf.ones_like(y, dtype=tf.bool) if ignore is None else tf.not_equal(y, ignore)
+        m = tf.reduce_max(x, axis=-1, keepdims=True)
+        z = x - m
+        e = tf.exp(z)
+        values, local = parts(x, y, m, z, e, tf.reduce_sum(e, axis=-1, keepdims=True))
+        in_range = (y >= 0) & (y < x.shape[-1])
+        plain = tf.reduce_all(kept & in_range) & _no_infinity(m, x)
+        fast = _reduced(values, local, kept, reduction)
+
+        def general_form():
+            m, z, e, total = softmax_math.exp_shifted(ops, x)
+            values, local = parts(x, y, m, z, e, total)
+            values = tf.where(kept, values, tf.zeros_like(values))
+            local = tf.where(kept[:, None], local, tf.zeros_like(local))
+            return _reduced(values, local, kept, reduction)
+
+        value, grad = tf.cond(plain, lambda: fast, general_form)
+        return tf.cast(value, out_dtype), tf.cast(grad, out_dtype), plain
+
+    return _per_signature(compute)
 
 
 def _dense_step(params: Mapping[str, Any], epsilon: float, reduction: str):
@@ -138,9 +176,10 @@ def _dense_step(params: Mapping[str, Any], epsilon: float, reduction: str):
     computed in float32), and whether the plain form computed them. ``y`` is the raw
     multi-hot targets: a negative entry is a missing label.
 
-    The plain form (backends/softmax_math.py) is computed first, and its sums tell whether
-    it applies: no label missing and every logit finite. For any other batch the general
-    form, which masks, takes the limits and applies the NaN policy, runs instead (one
+    The plain form (backends/softmax_math.py) is computed first, and its row maxima and
+    minima tell whether it applies: no label missing and no logit infinite. For any other
+    batch the general form, which masks, takes the limits and applies the NaN policy, runs
+    instead (one
     ``tf.cond`` inside the XLA computation, so only one of the two gradients is ever
     computed). TensorFlow without XLA runs one op at a time, a pass over the logits each;
     under XLA the value and the gradient come from three fused loops.
@@ -154,48 +193,27 @@ def _dense_step(params: Mapping[str, Any], epsilon: float, reduction: str):
         return _distribution(ops, Prepared(y, mask, None), params)
 
     def compute(x, y):
-        out_dtype = x.dtype
-        if x.dtype in (tf.float16, tf.bfloat16):
-            x = tf.cast(x, tf.float32)
+        out_dtype, x = x.dtype, _compute_dtype(x)
         y = tf.cast(y, x.dtype)
         q = target(y, tf.ones_like(y, dtype=tf.bool))
         values, parts, m = softmax_math.dense(ops, x, q, None, epsilon)
         # the plain form applies where no label is missing (a NaN label makes its row's
         # minimum NaN: the general form, whose value is NaN alike) and no logit is infinite
-        # (a NaN logit makes its row NaN in either form); row by row, as the reductions of the
-        # value are (a reduction to one number would be a pass of its own)
-        plain = (
-            tf.reduce_all(tf.reduce_min(y, axis=-1) >= 0)
-            & tf.reduce_all(m < float("inf"))
-            & tf.reduce_all(tf.reduce_min(x, axis=-1) > -float("inf"))
-        )
-
-        def reduced(values, local, counted):
-            """The value as asked and its gradient, in the input's dtype: done in each form
-            (after the tf.cond, scaling the gradient would be a pass of its own)."""
-            if reduction != "none":
-                value = tf.reduce_sum(values)
-                if reduction in ("mean", "weighted_mean"):  # no class weights: the plain mean
-                    count = tf.reduce_sum(tf.cast(counted, x.dtype))
-                    count = tf.where(count > 0, count, tf.ones_like(count))
-                    value, local = value / count, local * (1.0 / count)
-                values = value
-            return tf.cast(values, out_dtype), tf.cast(local, out_dtype)
-
+        plain = tf.reduce_all(tf.reduce_min(y, axis=-1) >= 0) & _no_infinity(m, x)
         # computed before the tf.cond (and wasted on a batch that takes the general form):
         # inside a branch, XLA would write the exponentials out for it to read back
         every = tf.ones_like(values, dtype=tf.bool)
-        fast = reduced(values, softmax_math.dense_grad(parts, q, epsilon), every)
+        fast = _reduced(values, softmax_math.dense_grad(parts, q, epsilon), every, reduction)
 
         def general_form():
             mask = ~(y < 0)
             masked = target(tf.where(mask, y, tf.zeros_like(y)), mask)
             out, general, _ = softmax_math.dense(ops, x, masked, mask, epsilon)
             local = softmax_math.dense_grad(general, masked, epsilon)
-            return reduced(out, local, tf.reduce_any(mask, axis=-1))
+            return _reduced(out, local, tf.reduce_any(mask, axis=-1), reduction)
 
         value, grad = tf.cond(plain, lambda: fast, general_form)
-        return value, grad, plain
+        return tf.cast(value, out_dtype), tf.cast(grad, out_dtype), plain
 
     return _per_signature(compute)
 
@@ -436,6 +454,7 @@ KERNELS = {
 
 # the losses whose whole computation, reduction included, is one XLA kernel
 WHOLE = {
+    "sparse_softmax_ce": _sparse_step,
     "softmax_ce": lambda params, reduction: _dense_step(params, 0.0, reduction),
     "poly1": lambda params, reduction: _dense_step(
         POLY1_CROSS_ENTROPY, float(params["epsilon"]), reduction
@@ -453,9 +472,10 @@ def fused_kernel(
     if build is None or mean_over_classes or params.get("class_weight") is not None:
         return None
     step = build(params, reduction)
+    indices = name == "sparse_softmax_ce"
 
     def run(x: tf.Tensor, y: tf.Tensor, checked: bool) -> tf.Tensor | None:
-        if not _two_dimensional(x):
+        if not _two_dimensional(x) or (indices and not y.dtype.is_integer):
             return None
         return _differentiable(step, reduction, x, y)
 
