@@ -86,7 +86,7 @@ def _sparse(params: Mapping[str, Any], fallback: Callable[..., tf.Tensor]):
     ignore = params.get("ignore_index")
 
     def fn(x, y, mask):
-        if not _two_dimensional(x) or y.shape.rank != 1:
+        if not _two_dimensional(x) or y.shape.rank != 1 or not y.dtype.is_integer:
             return fallback(x, y, mask)
         if ignore is not None:  # the prepared labels with their ignored samples put back
             y = tf.where(mask, y, tf.cast(ignore, y.dtype))
@@ -147,6 +147,8 @@ def _sparse_step(params: Mapping[str, Any], reduction: str):
 
     def compute(x, y):
         out_dtype, x = x.dtype, _compute_dtype(x)
+        if y.dtype not in (tf.int32, tf.int64):  # gather takes no other index (uint8 ...)
+            y = tf.cast(y, tf.int64)
         kept = tf.ones_like(y, dtype=tf.bool) if ignore is None else tf.not_equal(y, ignore)
         m = tf.reduce_max(x, axis=-1, keepdims=True)
         z = x - m

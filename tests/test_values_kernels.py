@@ -422,3 +422,15 @@ def test_tensorflow_whole_loss_kernel_does_not_warn_about_retracing(caplog):
         for rows in range(1, 9):
             loss(tf.zeros([rows, 3]), tf.ones([rows, 3]))
     assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "int32", "int64"])
+def test_tensorflow_sparse_kernel_takes_any_integer_labels(dtype):
+    """Class indices of any integer dtype (TensorFlow's gather takes only int16-int64)."""
+    tf = pytest.importorskip("tensorflow")
+    x, y = _inputs("sparse_softmax_ce", np.float64)
+    loss = mlloss.get("sparse_softmax_ce", backend="tensorflow")
+    reference = mlloss.get("sparse_softmax_ce", backend="numpy")
+    got = loss.value_and_grad(tf.constant(x), tf.constant(y.astype(dtype)))
+    for a, b in zip(got, reference.value_and_grad(x, y), strict=True):
+        _close(a, b, 1e-12)
