@@ -196,7 +196,8 @@ def test_tensorflow_kernel_inside_tf_function():
 def test_tensorflow_kernels_take_ordinary_batches(backend, name, params, monkeypatch):
     """On ordinary inputs the fast side of the kernel's tf.cond is the one taken (so the
     comparisons above compare the kernel, not its fallback), and on the edge cases it is not
-    (for the losses whose fast side has no limits at infinite logits)."""
+    (for the losses whose fast side has no limits at infinite logits). For the XLA kernels,
+    which choose inside the computation, the plain form and the general form likewise."""
     from mlloss.backends import tensorflow_kernels
 
     taken = []
