@@ -135,9 +135,9 @@ def _sparse_step(params: Mapping[str, Any], reduction: str):
     s = float(params["label_smoothing"])
     ignore = params.get("ignore_index")
 
-    def parts(x, y, m, z, e, total):
+    def parts(x, y, valid, m, z, e, total):
         classes = x.shape[-1]
-        valid = ((y >= 0) & (y < classes))[:, None]
+        valid = valid[:, None]
         picked = tf.gather(x, tf.clip_by_value(y, 0, classes - 1), batch_dims=1)[:, None]
         z_mean = tf.reduce_mean(z, axis=-1, keepdims=True) if s else None
         at_label = softmax_math.shifted(ops, picked, m)
@@ -153,14 +153,15 @@ def _sparse_step(params: Mapping[str, Any], reduction: str):
         m = tf.reduce_max(x, axis=-1, keepdims=True)
         z = x - m
         e = tf.exp(z)
-        values, local = parts(x, y, m, z, e, tf.reduce_sum(e, axis=-1, keepdims=True))
         in_range = (y >= 0) & (y < x.shape[-1])
+        total = tf.reduce_sum(e, axis=-1, keepdims=True)
+        values, local = parts(x, y, in_range, m, z, e, total)
         plain = tf.reduce_all(kept & in_range) & _no_infinity(m, x)
         fast = _reduced(values, local, kept, reduction)
 
         def general_form():
             m, z, e, total = softmax_math.exp_shifted(ops, x)
-            values, local = parts(x, y, m, z, e, total)
+            values, local = parts(x, y, in_range, m, z, e, total)
             values = tf.where(kept, values, tf.zeros_like(values))
             local = tf.where(kept[:, None], local, tf.zeros_like(local))
             return _reduced(values, local, kept, reduction)
@@ -181,9 +182,8 @@ def _dense_step(params: Mapping[str, Any], epsilon: float, reduction: str):
     The plain form (backends/softmax_math.py) is computed first, and its row maxima and
     minima tell whether it applies: no label missing and no logit infinite. For any other
     batch the general form, which masks, takes the limits and applies the NaN policy, runs
-    instead (one
-    ``tf.cond`` inside the XLA computation, so only one of the two gradients is ever
-    computed). TensorFlow without XLA runs one op at a time, a pass over the logits each;
+    instead (one ``tf.cond`` inside the XLA computation, so only one of the two gradients is
+    ever computed). TensorFlow without XLA runs one op at a time, a pass over the logits each;
     under XLA the value and the gradient come from three fused loops.
     """
     from mlloss.backends import softmax_math
