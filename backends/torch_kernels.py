@@ -23,14 +23,14 @@ A kernel covers the common case, and says so by asking for a fallback otherwise:
 
 Each kernel is a ``forward(x, y, p) -> (sum of the unreduced values, domain checks, kept)``
 and (unless it has ``fused``, below) a ``grad(x, y, p, scale) -> scale * d sum / d x``, both
-in the compute dtype (float32 for
-half precision inputs). ``kept`` is None, or a tensor of the logits' shape and dtype that the
-backward keeps instead of the logits (the same bytes) and hands to ``grad_from_kept``: the
-sparse cross-entropy and poly1 keep their softmax rather than computing it twice. A kernel
-may also have ``fused(x, y, p, scale) -> (sum, checks, scale * d sum / d x)``, used when the
-logits need a gradient: focal, asl and bce share their transcendentals between value and
-gradient, keep only the gradient (the logits' bytes) and multiply it by g in the backward.
-Temporaries that die within a call come from ``_scratch`` on the CPU (see the comment there).
+in the compute dtype (float32 for half precision inputs). ``kept`` is None, or a tensor of
+the logits' shape and dtype that the backward keeps instead of the logits (the same bytes)
+and hands to ``grad_from_kept``: the sparse cross-entropy and poly1 keep their softmax
+rather than computing it twice. A kernel may also have ``fused(x, y, p, scale) -> (sum,
+checks, scale * d sum / d x)``, used when the logits need a gradient: focal, asl and bce
+share their transcendentals between value and gradient, keep only the gradient (the logits'
+bytes) and multiply it by g in the backward. Temporaries that die within a call come from
+``_scratch`` on the CPU (see the comment there).
 """
 
 from __future__ import annotations
