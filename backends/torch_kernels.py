@@ -17,18 +17,22 @@ A kernel covers the common case, and says so by asking for a fallback otherwise:
   indices in range: read from the caller's validation when it ran, else one reduction and one
   device-to-host read; sigmoid_bce's own pass over y - y^2 tells it too), and, in one more
   read, that the result is finite and the kernel's own checks hold (0/1 labels for focal,
-  logits within asl's log range, a softmax within the normal range). A NaN or infinite logit
+  logits within asl's log range, a softmax within the normal range): the checks fold into
+  the value (NaN where one fails), so that one read of it tells all (sigmoid_bce reads its
+  labels' check and its value together; on a GPU every read waits for the device, so an
+  ordinary call reads once). A NaN or infinite logit
   makes the result non-finite, so those calls go through the spec's formula with its
   non-finite policy, as does an empty batch.
 
-Each kernel is a ``forward(x, y, p) -> (sum of the unreduced values, domain checks, kept)``
+Each kernel is a ``forward(x, y, p) -> (sum of the unreduced values, checks, kept)``
+(``checks``: 0-d boolean tensors, or a bool where the kernel read its own result already)
 and (unless it has ``fused``, below) a ``grad(x, y, p, scale) -> scale * d sum / d x``, both
 in the compute dtype (float32 for half precision inputs). ``kept`` is None, or a tensor of
 the logits' shape and dtype that the backward keeps instead of the logits (the same bytes)
 and hands to ``grad_from_kept``: the sparse cross-entropy and poly1 keep their softmax
 rather than computing it twice. A kernel may also have ``fused(x, y, p, scale) -> (sum,
-checks, scale * d sum / d x)``, used when the logits need a gradient: focal, asl and bce
-share their transcendentals between value and gradient, keep only the gradient (the logits'
+checks, scale * d sum / d x)``, used when the logits need a gradient: sigmoid_bce, focal, asl
+and bce share their transcendentals between value and gradient, keep only the gradient (the logits'
 bytes) and multiply it by g in the backward. Temporaries that die within a call come from
 ``_scratch`` on the CPU (see the comment there).
 """
@@ -166,33 +170,50 @@ _SOFTPLUS_THRESHOLD: dict[torch.dtype, int] = {}
 # sigmoid_bce, multilabel_soft_margin -----------------------------------------------------------
 
 
-def _sigmoid_bce_forward(x, y, p):
-    """y softplus(-x) + (1 - y) softplus(x) = softplus(z) - (y - r) x, with r = round(y) the
-    nearer hard label and z = x (1 - 2r). For labels in {0, 1} the second term is exactly 0
-    and softplus(z) is the exact per-entry loss (no cancellation between softplus(x) and
-    x y); for soft labels the two terms cancel at most one bit.
+def _sigmoid_bce_value(x, y, p, grad=False):
+    """(sum of y softplus(-x) + (1 - y) softplus(x), taken, scale-free gradient or None).
 
-    The domain check is the kernel's own: y - y^2 is 0 exactly at 0 and 1, positive inside
-    (0, 1), negative outside [0, 1] and NaN for NaN, so its minimum and maximum (one pass)
-    say both whether every label is in [0, 1] and whether all are hard. Its buffer then holds
-    z (hard labels, the common case) or r - y, exact for y in [0, 1] (Sterbenz), and then z."""
+    For hard labels (0 or 1) the entry's loss is softplus(z), z = x (1 - 2y), exact with no
+    cancellation, and its gradient is (1 - 2y) sigmoid(z), exact where sigmoid(x) - y is not
+    (y = 1, large x). Whether every label is hard is read from y - y^2: 0 exactly at 0 and 1,
+    positive inside (0, 1), negative outside [0, 1] and NaN for NaN, so its minimum and maximum
+    say it. The hard path is computed first and read in the same device-to-host read as that
+    minimum and maximum (on a GPU every read waits for the device), so an ordinary call reads
+    once. ``taken`` is a bool: the kernel read its own result.
+
+    Soft labels (label smoothing, distillation) take softplus(z) - (y - r) x with r = round(y),
+    z = x (1 - 2r): the two terms cancel at most one bit; their gradient is sigmoid(x) - y.
+    A label outside [0, 1] or NaN is the formula's call (taken False)."""
     y = smooth_binary(y, p.get("label_smoothing", 0.0))
     (buffer,) = _scratch(x, 1)
     torch.addcmul(y, y, y, value=-1.0, out=buffer)
-    low, high = torch.stack(torch.aminmax(buffer)).tolist()  # one read
+    low, high = torch.aminmax(buffer)
+    z = _signed(x, y, out=buffer)
+    sigmoid = torch.sigmoid(z) if grad else None
+    total = _softplus_(z).sum()
+    low, high, value = torch.stack((low, high, total)).tolist()  # the one read
     if low == 0 and high == 0:
-        return _softplus_(_signed(x, y, out=buffer)).sum(), [], None
-    if not low >= 0:  # a label outside [0, 1] (or NaN): the formula's call
-        return x.new_zeros(()), [False], None
+        if sigmoid is not None:  # (1 - 2y) sigmoid(z)
+            sigmoid.addcmul_(sigmoid, y, value=-2.0)
+        return total, math.isfinite(value), sigmoid
+    if not low >= 0:  # a label outside [0, 1] (or NaN)
+        return total, False, None
     torch.round(y, out=buffer).sub_(y)
     correction = _flat_dot(buffer, x)
     z = _signed(x, buffer.add_(y), out=buffer)
-    return _softplus_(z).sum() + correction, [], None
+    total = _softplus_(z).sum() + correction
+    gradient = torch.sigmoid(x).sub_(y) if grad else None
+    return total, math.isfinite(total.item()), gradient
 
 
-def _sigmoid_bce_grad(x, y, p, scale):
-    y = smooth_binary(y, p.get("label_smoothing", 0.0))
-    return torch.sigmoid(x).sub_(y).mul_(scale)
+def _sigmoid_bce_forward(x, y, p):
+    total, taken, _ = _sigmoid_bce_value(x, y, p)
+    return total, taken, None
+
+
+def _sigmoid_bce_fused(x, y, p, scale):
+    total, taken, grad = _sigmoid_bce_value(x, y, p, grad=True)
+    return total, taken, None if grad is None else grad.mul_(scale)
 
 
 def _no_weights(p):
@@ -437,9 +458,16 @@ def _asl_supported(p):
 
 
 KERNELS: dict[str, Kernel] = {
-    "sigmoid_bce": Kernel(_sigmoid_bce_forward, _sigmoid_bce_grad, _no_weights, own_domain=True),
+    "sigmoid_bce": Kernel(
+        _sigmoid_bce_forward, None, _no_weights, own_domain=True, fused=_sigmoid_bce_fused
+    ),
     "multilabel_soft_margin": Kernel(
-        _sigmoid_bce_forward, _sigmoid_bce_grad, _no_weights, per_sample_mean=True, own_domain=True
+        _sigmoid_bce_forward,
+        None,
+        _no_weights,
+        per_sample_mean=True,
+        own_domain=True,
+        fused=_sigmoid_bce_fused,
     ),
     "softmax_ce": Kernel(_softmax_ce_forward, _softmax_ce_grad, _plain_softmax_ce),
     "sparse_softmax_ce": Kernel(
@@ -453,70 +481,81 @@ KERNELS: dict[str, Kernel] = {
         _poly1_forward, _poly1_grad, lambda p: True, grad_from_kept=_poly1_grad_from_softmax
     ),
     "bce": Kernel(_bce_forward, None, _plain_bce, fused=_bce_fused),
-    "focal": Kernel(_focal_forward, None, _focal_supported, fused=_focal_fused),
+    # focal's own check (labels 0 or 1) is stricter than the domain [0, 1]
+    "focal": Kernel(_focal_forward, None, _focal_supported, own_domain=True, fused=_focal_fused),
     "asl": Kernel(_asl_forward, None, _asl_supported, fused=_asl_fused),
 }
 
 _COMPUTE = {torch.float16: torch.float32, torch.bfloat16: torch.float32}
 
 
-def _in_domain(kernel: Kernel, y: torch.Tensor, classes: int, checked: bool) -> bool:
-    """Whether the targets are in [0, 1] (or [0, C)), none missing: ``checked`` when the
-    caller's validation already found so, else one reduction and one device-to-host read."""
-    return checked or ops.within(y, 0, classes - 1 if kernel.labels == "index" else 1)
+def _unit_interval(y: torch.Tensor) -> torch.Tensor:
+    """Whether every target is in [0, 1] (none missing, no NaN), as a 0-d tensor: a check
+    folded into the kernel's one read instead of a read of its own."""
+    low, high = torch.aminmax(y)
+    return (low >= 0) & (high <= 1)
 
 
 def _to(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return x if x.dtype == dtype else x.to(dtype)
 
 
+def _taken(total: torch.Tensor, checks: list[torch.Tensor] | bool) -> bool:
+    """Whether the kernel takes the call: its checks hold and the value is finite. A kernel
+    that read its own result says so as a bool; else the checks fold into the value (NaN
+    where one fails) and one device-to-host read tells both."""
+    if isinstance(checks, bool):
+        return checks
+    probe = total
+    for check in checks:
+        probe = torch.where(check, probe, math.nan)
+    return math.isfinite(probe.item())
+
+
 class _KernelFunction(torch.autograd.Function):
-    """The kernel's value in forward (with a flag: whether the kernel could take the call),
-    its gradient in backward from the saved logits and targets."""
+    """The kernel's value in forward, its gradient in backward: from what forward kept (the
+    fused kernels' gradient, or the logits and targets). ``status[0]`` tells the caller
+    whether the kernel took the call (a flag beside the graph: no second output, no tensor
+    for it)."""
 
     @staticmethod
-    def forward(ctx, x, y, name, params, scale, checked):
-        kernel = KERNELS[name]
-        if not (kernel.own_domain or _in_domain(kernel, y, x.shape[-1], checked)):
-            ok = torch.zeros((), dtype=torch.bool, device=x.device)
-            ctx.mark_non_differentiable(ok)
-            return torch.zeros((), dtype=x.dtype, device=x.device), ok
+    def forward(ctx, x, y, kernel, params, scale, status, domain):
+        """``domain``: the targets' domain still needs checking (multi-hot targets that no
+        validation read): a check of its own among the kernel's."""
         compute = _COMPUTE.get(x.dtype, x.dtype)
         xc = _to(x, compute)
         yc = y if kernel.labels == "index" else _to(y, compute)
         ctx.fused = kernel.fused is not None and ctx.needs_input_grad[0]
         if ctx.fused:
-            assert kernel.fused is not None
             total, checks, grad = kernel.fused(xc, yc, params, scale)
             # the gradient, in the logits' dtype (their bytes), is all the backward needs
-            ctx.save_for_backward(_to(grad, x.dtype))
+            ctx.save_for_backward(None if grad is None else _to(grad, x.dtype))
         else:
             total, checks, kept = kernel.forward(xc, yc, params)
             # what forward kept replaces the logits only at the same size (not a
             # half-precision input's float32 softmax)
             ctx.kept = kept is not None and kept.dtype == x.dtype
             ctx.save_for_backward(kept if ctx.kept else x, y)
-        ok = torch.isfinite(total)
-        for check in checks:
-            ok = ok & check
-        ctx.name, ctx.params, ctx.scale = name, params, scale
-        ctx.mark_non_differentiable(ok)
-        return _to(total * scale, x.dtype), ok
+        if domain and not isinstance(checks, bool):
+            checks = [*checks, _unit_interval(y)]
+        status[0] = _taken(total, checks)
+        ctx.kernel, ctx.params, ctx.scale = kernel, params, scale
+        return _to(total * scale, x.dtype)
 
     @staticmethod
-    def backward(ctx, g, _):
+    def backward(ctx, g):
         if ctx.fused:
             (grad,) = ctx.saved_tensors
             # g is 1 when the loss itself is differentiated: the gradient is forward's as it
             # is (autograd takes the tensor over once the graph is freed, and copies it when
             # the graph is retained). Read only on the CPU, where reading g costs no sync.
-            if g.device.type == "cpu" and bool(g == 1):
-                return grad, *(None,) * 5
+            if g.device.type == "cpu" and g.item() == 1.0:
+                return grad, *(None,) * 6
             # else times g into a new tensor (a retained graph's next backward reads it again)
             compute = _COMPUTE.get(grad.dtype, grad.dtype)
-            return _to(_to(grad, compute) * _to(g, compute), grad.dtype), *(None,) * 5
+            return _to(_to(grad, compute) * _to(g, compute), grad.dtype), *(None,) * 6
         first, y = ctx.saved_tensors
-        kernel = KERNELS[ctx.name]
+        kernel = ctx.kernel
         compute = _COMPUTE.get(first.dtype, first.dtype)
         scale = _to(g, compute) * ctx.scale
         yc = y if kernel.labels == "index" else _to(y, compute)
@@ -526,7 +565,7 @@ class _KernelFunction(torch.autograd.Function):
         else:
             assert kernel.grad is not None
             grad = kernel.grad(_to(first, compute), yc, ctx.params, scale)
-        return _to(grad, first.dtype), None, None, None, None, None
+        return _to(grad, first.dtype), *(None,) * 6
 
 
 def _plain(x: torch.Tensor) -> bool:
@@ -564,8 +603,14 @@ def kernel_for(
             divide = classes if over_classes else 1
         else:
             divide = x.numel() if per == "element" or over_classes else x.numel() // classes
-        value, ok = _KernelFunction.apply(x, y, name, frozen, 1.0 / divide, checked)
-        return value if bool(ok) else None
+        unchecked = not (kernel.own_domain or checked)
+        # class indices out of range would index out of bounds: read before the kernel runs
+        if unchecked and kernel.labels == "index" and not ops.within(y, 0, classes - 1):
+            return None
+        status = [False]
+        domain = unchecked and kernel.labels == "unit"
+        value = _KernelFunction.apply(x, y, kernel, frozen, 1.0 / divide, status, domain)
+        return value if status[0] else None
 
     return run
 

@@ -49,6 +49,7 @@ class Row:
     backend: str
     shape: str
     dtype: str
+    device: str
     mlloss_ms: float
     native: str | None
     native_ms: float | None
@@ -240,22 +241,55 @@ def torch_peak_mb(run: Callable[[], Any], reset: Callable[[], Any] | None = None
         return None
 
 
-def bench_torch(spec, shape, dtype, repeat):
+def cuda_peak_mb(run: Callable[[], Any], reset: Callable[[], Any] | None = None) -> float:
+    """The most memory ``run()`` (one torch step on the GPU) holds at once beyond what existed
+    before, in MB, from CUDA's caching allocator (its peak of allocated bytes). ``reset`` runs
+    after the warm-up call, to drop what the step leaves behind (the gradient it wrote), so
+    that the step's own allocation of it counts."""
+    import torch
+
+    run()  # warm
+    if reset is not None:
+        reset()
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    run()
+    torch.cuda.synchronize()
+    return (torch.cuda.max_memory_allocated() - before) / 2**20
+
+
+def bench_torch(spec, shape, dtype, repeat, device="cpu"):
     import torch
 
     from mlloss.backends.torch_kernels import release_scratch
 
     kind = getattr(torch, dtype)
     x_np, y_np = _inputs(spec, shape)
-    x = torch.tensor(x_np, dtype=kind, requires_grad=True)
-    y = torch.tensor(y_np) if y_np.dtype.kind in "iu" else torch.tensor(y_np, dtype=kind)
+    x = torch.tensor(x_np, dtype=kind, device=device, requires_grad=True)
+    y = torch.tensor(y_np, device=device)
+    if y_np.dtype.kind not in "iu":
+        y = y.to(kind)
+    on_gpu = x.device.type == "cuda"
+    # a GPU runs kernels asynchronously: a timed call ends when the device is done with it
+    done = torch.cuda.synchronize if on_gpu else lambda: None
 
     def step(fn):
         def run():
             x.grad = None
             fn(x, y).backward()
+            done()
 
         return run
+
+    def peak(fn, reset=None):
+        if not on_gpu:
+            return torch_peak_mb(step(fn), reset=reset)
+
+        def drop():  # the gradient the warm-up wrote: the timed step writes its own
+            x.grad = None
+
+        return cuda_peak_mb(step(fn), reset=drop)
 
     def saved(fn):
         total = [0]
@@ -287,36 +321,42 @@ def bench_torch(spec, shape, dtype, repeat):
     # x + y into a buffer: one read of each and one write, no fresh allocation (whose page
     # faults would make the floor itself noisy); y itself is indices for the sparse losses
     other, out = torch.full_like(x.detach(), 0.5), torch.empty_like(x.detach())
-    mine, native, public, floor = medians_ms(
+
+    def floor():
+        torch.add(x.detach(), other, out=out)
+        done()
+
+    mine, native, public, floor_ms = medians_ms(
         [
             step(loss),
             step(native_fn) if native_fn else None,
             step(public_fn) if public_fn else None,
-            lambda: torch.add(x.detach(), other, out=out),
+            floor,
         ],
         repeat,
     )
-    assert mine is not None and floor is not None
+    assert mine is not None and floor_ms is not None
     return Row(
         spec.name,
         "torch",
         "x".join(map(str, shape)),
         dtype,
+        x.device.type,
         mine,
         native_name,
         native,
         public_name if public_fn else None,
         public,
-        floor,
+        floor_ms,
         saved(loss),
         saved(native_fn) if native_fn else None,
-        torch_peak_mb(step(loss), reset=release_scratch),
-        torch_peak_mb(step(native_fn)) if native_fn else None,
+        peak(loss, reset=release_scratch),
+        peak(native_fn) if native_fn else None,
     )
 
 
 def _bench_compiled(
-    spec, backend, shape, dtype, repeat, compiled, mean, floor, peak=None, **native
+    spec, backend, shape, dtype, device, repeat, compiled, mean, floor, peak=None, **native
 ):
     """One row for a backend that compiles: mlloss, the framework's own loss and the floor
     each run through ``compiled(fn)`` (fn(x, y) -> a scalar), which returns a timed step;
@@ -332,6 +372,7 @@ def _bench_compiled(
         backend,
         "x".join(map(str, shape)),
         dtype,
+        device,
         mine,
         native_name,
         native_ms,
@@ -345,12 +386,13 @@ def _bench_compiled(
     )
 
 
-def bench_tensorflow(spec, shape, dtype, repeat):
+def bench_tensorflow(spec, shape, dtype, repeat, device="cpu"):
     import tensorflow as tf
 
     x_np, y_np = _inputs(spec, shape)
-    x = tf.Variable(x_np.astype(dtype))
-    y = tf.constant(y_np) if y_np.dtype.kind in "iu" else tf.constant(y_np.astype(dtype))
+    with tf.device("GPU:0" if device == "cuda" else "CPU:0"):
+        x = tf.Variable(x_np.astype(dtype))
+        y = tf.identity(y_np if y_np.dtype.kind in "iu" else y_np.astype(dtype))
 
     def compiled(fn):
         @tf.function
@@ -364,15 +406,17 @@ def bench_tensorflow(spec, shape, dtype, repeat):
     def floor(a, b):
         return tf.reduce_sum(a + 1.0)
 
+    allocator = "GPU:0" if device == "cuda" else "CPU:0"
+
     def peak(fn):
-        """The CPU allocator's peak during one step, above what it held before."""
+        """The allocator's peak during one step, above what it held before."""
         try:
             run = compiled(fn)
             run()
-            tf.config.experimental.reset_memory_stats("CPU:0")
-            before = tf.config.experimental.get_memory_info("CPU:0")["current"]
+            tf.config.experimental.reset_memory_stats(allocator)
+            before = tf.config.experimental.get_memory_info(allocator)["current"]
             run()
-            grown = tf.config.experimental.get_memory_info("CPU:0")["peak"] - before
+            grown = tf.config.experimental.get_memory_info(allocator)["peak"] - before
         except (ValueError, RuntimeError):  # an allocator that keeps no statistics
             return None
         # less than the gradient the step returns: the allocator did not see the step's
@@ -384,6 +428,7 @@ def bench_tensorflow(spec, shape, dtype, repeat):
         "tensorflow",
         shape,
         dtype,
+        device,
         repeat,
         compiled,
         tf.reduce_mean,
@@ -393,13 +438,15 @@ def bench_tensorflow(spec, shape, dtype, repeat):
     )
 
 
-def bench_jax(spec, shape, dtype, repeat):
+def bench_jax(spec, shape, dtype, repeat, device="cpu"):
     import jax
     import jax.numpy as jnp
 
     x_np, y_np = _inputs(spec, shape)
-    x = jnp.asarray(x_np, dtype=dtype)
-    y = jnp.asarray(y_np) if y_np.dtype.kind in "iu" else jnp.asarray(y_np, dtype=dtype)
+    put = backends.load("jax").to_device
+    x = put(jnp.asarray(x_np, dtype=dtype), device)
+    labels = y_np.dtype.kind in "iu"
+    y = put(jnp.asarray(y_np) if labels else jnp.asarray(y_np, dtype=dtype), device)
 
     def compiled(fn):
         run = jax.jit(jax.value_and_grad(fn))
@@ -416,7 +463,9 @@ def bench_jax(spec, shape, dtype, repeat):
             return None
         return (memory.temp_size_in_bytes + memory.output_size_in_bytes) / 2**20
 
-    return _bench_compiled(spec, "jax", shape, dtype, repeat, compiled, jnp.mean, floor, peak)
+    return _bench_compiled(
+        spec, "jax", shape, dtype, device, repeat, compiled, jnp.mean, floor, peak
+    )
 
 
 RUNNERS = {"torch": bench_torch, "tensorflow": bench_tensorflow, "jax": bench_jax}
@@ -464,9 +513,14 @@ def run(
     shapes: Sequence[tuple[int, int]] = SHAPES,
     repeat: int = 7,
     progress: Callable[[str], None] | None = None,
+    device: str = "cpu",
 ) -> list[Row]:
-    """Every (loss, backend, shape, dtype) asked for; float32, and float16 and bfloat16 on
-    torch. Losses with extra heads are left out (they have no framework counterpart)."""
+    """Every (loss, backend, shape, dtype) asked for, on ``device`` ("cpu" or "cuda"); float32,
+    and float16 and bfloat16 on torch. Losses with extra heads are left out (they have no
+    framework counterpart). Raises ``ValueError`` for a device an installed backend asked for
+    cannot reach here."""
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"bench: device expects 'cpu' or 'cuda'; got {device!r}")
     rows = []
     names = [n for n in (losses or mlloss.names()) if not mlloss.spec(n).heads]
     for backend in backend_names or list(RUNNERS):
@@ -475,13 +529,20 @@ def run(
             raise ValueError(f"bench: backend expects one of {', '.join(RUNNERS)}; got {backend!r}")
         if not backends.installed(backend):
             continue
+        reachable = backends.load(backend).devices()
+        if device not in reachable:
+            raise ValueError(
+                f"bench: device {device!r} is not available to {backend} here "
+                f"(it sees {', '.join(reachable)})"
+            )
         dtypes = ("float32", "float16", "bfloat16") if backend == "torch" else ("float32",)
         for shape in shapes:
             for dtype in dtypes:
                 for name in names:
                     if progress:
                         progress(f"{name} {backend} {shape} {dtype}")
-                    rows.append(RUNNERS[backend](mlloss.spec(name), shape, dtype, repeat))
+                    spec = mlloss.spec(name)
+                    rows.append(RUNNERS[backend](spec, shape, dtype, repeat, device=device))
     return rows
 
 
@@ -492,10 +553,10 @@ def table(rows: Sequence[Row]) -> str:
         return "—" if value is None else f"{value:.2f}x"
 
     lines = [
-        "| loss | backend | shape | dtype | mlloss ms | vs native | vs best public | "
+        "| loss | backend | device | shape | dtype | mlloss ms | vs native | vs best public | "
         "element-wise passes | peak MB (mlloss / native) | "
         "saved for backward (MB, mlloss / native) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def pair(mine: float | None, native: float | None) -> str:
@@ -505,7 +566,7 @@ def table(rows: Sequence[Row]) -> str:
 
     for r in rows:
         lines.append(
-            f"| {r.loss} | {r.backend} | {r.shape} | {r.dtype} | {r.mlloss_ms:.2f} | "
+            f"| {r.loss} | {r.backend} | {r.device} | {r.shape} | {r.dtype} | {r.mlloss_ms:.2f} | "
             f"{ratio(r.vs_native)} | {ratio(r.vs_public)} | {r.passes:.1f} | "
             f"{pair(r.peak_mb, r.native_peak_mb)} | {pair(r.saved_mb, r.native_saved_mb)} |"
         )

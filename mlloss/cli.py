@@ -111,6 +111,9 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--shape", action="append", metavar="NxC", help="repeatable; default the four standard"
     )
+    bench.add_argument(
+        "--device", default="cpu", choices=("cpu", "cuda"), help="where the tensors live"
+    )
     bench.add_argument("--repeat", type=int, default=7, metavar="N", help="timed runs (median)")
     bench.add_argument("--json", metavar="PATH", help="also write every row as JSON")
     bench.set_defaults(run=_bench)
@@ -245,7 +248,7 @@ def _bench(args: argparse.Namespace) -> int:
         except ValueError:
             raise ValueError(f"--shape expects NxC, like 4096x1000; got {args.shape}") from None
     losses = [mlloss.spec(n).name for n in args.loss] if args.loss else None
-    rows = bench.run(losses, args.backend, shapes, repeat=args.repeat)
+    rows = bench.run(losses, args.backend, shapes, repeat=args.repeat, device=args.device)
     print(bench.table(rows))
     print(
         f"\nimport mlloss: {bench.import_ms():.1f} ms (median of 7 fresh interpreters, "

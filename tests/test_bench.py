@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from mlloss import bench
+from mlloss import backends, bench
 from mlloss.cli import main
 
 torch = pytest.importorskip("torch")
@@ -67,7 +67,7 @@ def test_cli_bench_writes_json(tmp_path, capsys):
         ]
     )
     assert code == 0
-    assert "| sigmoid_bce | torch | 4x3 | float32 |" in capsys.readouterr().out
+    assert "| sigmoid_bce | torch | cpu | 4x3 | float32 |" in capsys.readouterr().out
     rows = json.loads(out.read_text())
     assert {"vs_native", "passes", "saved_mb"} <= set(rows[0])
 
@@ -99,6 +99,31 @@ def test_tensorflow_takes_keras_where_tf_nn_has_no_such_loss():
     (row,) = bench.run(["focal"], ["tensorflow"], shapes=[(4, 3)], repeat=1)
     assert row.native is not None and row.native.startswith("keras.losses.")
     assert row.native_ms is not None and row.native_ms > 0
+
+
+HAS_CUDA = torch.cuda.is_available()
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="a GPU is present: the CUDA rows run instead")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    with pytest.raises(ValueError, match="device 'cuda' is not available to torch here"):
+        bench.run(["sigmoid_bce"], ["torch"], shapes=[(4, 3)], repeat=1, device="cuda")
+    with pytest.raises(ValueError, match="device expects 'cpu' or 'cuda'; got 'tpu'"):
+        bench.run(["sigmoid_bce"], ["torch"], shapes=[(4, 3)], repeat=1, device="tpu")
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device on this machine")
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_cuda_rows_run_on_the_gpu(backend):
+    pytest.importorskip(backend)
+    if "cuda" not in backends.load(backend).devices():
+        pytest.skip(f"{backend} sees no GPU here (a CPU-only build)")
+    rows = bench.run(["sigmoid_bce", "focal"], [backend], [(256, 1000)], repeat=1, device="cuda")
+    size = 256 * 1000 * 4 / 2**20
+    for row in (r for r in rows if r.dtype == "float32"):
+        assert row.device == "cuda" and row.mlloss_ms > 0 and row.floor_ms > 0
+        # the gradient, a logits-sized buffer, is among what the step allocates
+        assert row.peak_mb is not None and row.peak_mb >= size * 0.99
 
 
 def test_peak_memory_of_a_step():

@@ -163,11 +163,56 @@ def test_outside_its_domain_the_spec_answers(name, params, x, y, why):
         torch.testing.assert_close(got, expected, equal_nan=True, rtol=0, atol=0)
 
 
-def test_unvalidated_labels_out_of_range_take_the_formula():
-    x, y = _inputs("sigmoid_bce", torch.float64)
-    loss = mlloss.get("sigmoid_bce", backend="torch", validate=False)
-    y = y * 2
+UNIT_LABELS = sorted(n for n, k in KERNELS.items() if k.labels == "unit")
+
+
+@pytest.mark.parametrize("bad", ["twice", "missing", "nan"])
+@pytest.mark.parametrize("name", UNIT_LABELS)
+def test_unvalidated_labels_out_of_range_take_the_formula(name, bad):
+    """Without validation the kernel checks the targets' domain itself (in its one read),
+    whether it is a check of its own (sigmoid_bce, focal) or the generic one."""
+    x, y = _inputs(name, torch.float64)
+    loss = mlloss.get(name, backend="torch", validate=False)
+    y = {"twice": y * 2, "missing": y.clone().fill_(-1.0), "nan": y.clone()}[bad]
+    if bad == "nan":
+        y[3, 4] = float("nan")
     assert loss._kernel(OPS)(x, y, False) is None
+    assert loss._kernel(OPS)(x.clone().requires_grad_(True), y, False) is None
+
+
+def _count_reads(monkeypatch):
+    """Counts the device-to-host reads (item, tolist, bool) made on torch tensors."""
+    reads = []
+    for method in ("item", "tolist", "__bool__"):
+        original = getattr(torch.Tensor, method)
+
+        def counted(self, *args, _original=original, _method=method, **kwargs):
+            reads.append(_method)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, method, counted)
+    return reads
+
+
+@pytest.mark.parametrize("validate", [False, True])
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_an_ordinary_call_reads_the_device_once_in_the_kernel(monkeypatch, name, validate):
+    """On a GPU every read waits for the device. A kernel's checks (its domain, its own
+    conditions, a finite value) fold into one read; validation, when it runs, reads once
+    more, and so does a class-index kernel without validation (it reads the indices' range
+    before any indexing)."""
+    x, y = _inputs(name, torch.float32, shape=(64, 80))
+    x.requires_grad_(True)
+    loss = mlloss.get(name, backend="torch", validate=validate)
+    kernel = loss._kernel(OPS)
+    reads = _count_reads(monkeypatch)
+    value = loss(x, y)
+    index = KERNELS[name].labels == "index"
+    assert len(reads) == 1 + (validate or index), reads
+    assert kernel(x, y, validate) is not None  # the kernel took the call
+    monkeypatch.undo()
+    value.backward()
+    assert torch.isfinite(x.grad).all()
 
 
 @pytest.mark.parametrize(
