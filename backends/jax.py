@@ -133,6 +133,16 @@ class JaxOps(OpsBase):
 
         return values_kernel(name, params)
 
+    def fused_kernel(self, name, params, reduction, per, mean_over_classes, fallback=None):
+        """The whole loss as one computation (see jax_kernels.WHOLE), or None."""
+        from mlloss.backends.jax_kernels import fused_kernel
+
+        return fused_kernel(name, params, reduction, per, mean_over_classes, fallback)
+
+    def runs_kernels(self, x):
+        # the whole-loss kernels read no values in Python: they run under jit too
+        return True
+
     def value_and_grad(self, f, x, *more):
         value, pullback = jax.vjp(f, x, *more)
         grads = pullback(jnp.ones_like(value))

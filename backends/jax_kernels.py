@@ -28,6 +28,17 @@ inputs, and with autodiff of the formula away from the edges.
 
 A kernel has the signature of the loss's fused function, ``fn(x, y, mask) -> per-sample
 values``, for losses with no per-class weights and no extra heads.
+
+``focal`` has a whole-loss kernel (``WHOLE``, through ``fused_kernel``): the reduced value
+and its gradient in one computation. XLA on the CPU materialises every intermediate that more
+than one expression reads (the exponentials a value and its gradient share, a power computed
+as ``s * s``), each a fresh buffer of the logits' size, so the spec's formula costs about
+twenty passes. The kernel takes a plain form (backends/binary_math.py: one exponential, one
+``log1p``, one reciprocal per entry, the value reduced where it is computed and only the
+gradient written) when every label is 0 or 1 and every logit finite, which one reduction over
+the batch tells, and the spec's own path (its value and closed-form gradient, through
+``fallback``) otherwise, in a ``lax.cond``: each branch computes its outputs from the logits
+and the targets themselves, so neither writes anything for the other.
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from mlloss.backends import softmax_math
+from mlloss.backends import binary_math, softmax_math
 from mlloss.losses.softmax import POLY1_CROSS_ENTROPY, _distribution
 from mlloss.spec import Prepared
 
@@ -126,6 +137,162 @@ KERNELS: dict[str, tuple[Callable[..., Callable[..., jax.Array]], Callable[..., 
 }
 
 
+# whole-loss kernels ---------------------------------------------------------------------------
+
+Plain = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+
+
+def _focal_plain(params: Mapping[str, Any]) -> Plain | None:
+    """focal's per-entry values and gradient for hard labels and finite logits; None where
+    label smoothing makes every label soft (the spec's path computes those)."""
+    if params.get("label_smoothing", 0.0):
+        return None
+    gamma, alpha = float(params["gamma"]), params["alpha"]
+    alpha = None if alpha is None else float(alpha)
+    ops = _ops()
+    return lambda x, y: binary_math.focal_plain(ops, x, y, gamma, alpha)
+
+
+#: the losses with a whole-loss kernel: element-wise losses whose plain form holds for labels
+#: in {0, 1} and finite logits
+WHOLE: dict[str, Callable[[Mapping[str, Any]], Plain | None]] = {"focal": _focal_plain}
+
+_HALF = (jnp.float16, jnp.bfloat16)
+
+
+#: entries per block of rows when a plain form runs tiled on the CPU: 2 MB of float32, so that
+#: a block's temporaries stay in the cache
+_BLOCK_ENTRIES = 2**19
+
+
+def _tiled() -> bool:
+    """Whether plain forms run tiled: on the CPU, where XLA writes every intermediate that two
+    expressions read to a fresh buffer of the logits' size (each costing its page faults); a
+    GPU fuses the whole form into one kernel."""
+    return jax.default_backend() == "cpu"
+
+
+def _plain_sum(
+    plain: Plain, x: jax.Array, y: jax.Array, compute: Any, with_grad: bool, scale: float
+):
+    """``(scale * sum of the values, scale * gradient or None)`` of the plain form, in
+    ``compute`` and (the gradient) ``x``'s dtype. On the CPU, block by block of rows (a
+    ``fori_loop``), so that each block's intermediates stay in the cache: the last block
+    starts early enough to end at the last row, and counts only the rows no earlier block
+    counted (it writes the same gradient over the rows they share)."""
+    classes = x.shape[-1]
+    rows = x.size // classes
+    block = max(1, _BLOCK_ENTRIES // classes)
+    if not _tiled() or rows <= block:
+        values, local = plain(x.astype(compute), y.astype(compute))
+        return jnp.sum(values) * scale, ((local * scale).astype(x.dtype) if with_grad else None)
+    x2, y2 = x.reshape(rows, classes), y.reshape(rows, classes)
+    count = -(-rows // block)
+
+    def step(i, carry):
+        total, grad = carry
+        start = jnp.minimum(i * block, rows - block)
+        xb = jax.lax.dynamic_slice_in_dim(x2, start, block).astype(compute)
+        yb = jax.lax.dynamic_slice_in_dim(y2, start, block).astype(compute)
+        values, local = plain(xb, yb)
+        fresh = (start + jnp.arange(block) >= i * block)[:, None]
+        total = total + jnp.sum(jnp.where(fresh, values, 0.0))
+        if grad is not None:
+            local = (local * scale).astype(x.dtype)
+            grad = jax.lax.dynamic_update_slice_in_dim(grad, local, start, 0)
+        return total, grad
+
+    zero = jnp.zeros((), compute)
+    if not with_grad:
+        total = jax.lax.fori_loop(0, count, lambda i, t: step(i, (t, None))[0], zero)
+        return total * scale, None
+    total, grad = jax.lax.fori_loop(0, count, step, (zero, jnp.zeros_like(x2)))
+    return total * scale, grad.reshape(x.shape)
+
+
+def _plain_batch(x: jax.Array, y: jax.Array) -> jax.Array:
+    """Whether every label is 0 or 1 and every logit finite, as a 0-d boolean. y (1 - y) is 0
+    exactly at 0 and 1 (not at -1, a missing label, nor at NaN), and 0 x is NaN for an
+    infinite or NaN logit: the largest of their sums is 0 exactly then. One reduction, which
+    XLA fuses with its inputs (a reduction of booleans it would write out whole first)."""
+    return jnp.max(jnp.abs(y * (1.0 - y)) + 0.0 * x) == 0.0
+
+
+def _whole(plain: Plain, fallback: Callable[..., jax.Array], reduction: str):
+    """``fn(x, y) -> the reduced value``: the plain form where the batch allows it, else
+    ``fallback(x, y)`` (the spec's path, reduced, in the compute dtype); a custom VJP whose
+    backward multiplies the gradient the forward computed by the cotangent."""
+
+    def reduced(x, y, compute, with_grad):
+        # every entry observed: a mean is over all of them
+        scale = 1.0 if reduction == "sum" else 1.0 / x.size
+        return _plain_sum(plain, x, y, compute, with_grad, scale)
+
+    def general(x, y, compute):
+        value, pullback = jax.vjp(lambda v: fallback(v, y), x)
+        (grad,) = pullback(jnp.ones_like(value))
+        return value.astype(compute), grad
+
+    def parts(x, y, with_grad):
+        compute = jnp.float32 if x.dtype in _HALF else x.dtype
+        is_plain = _plain_batch(x.astype(compute), y.astype(compute))
+        if not with_grad:  # the value alone: neither branch computes a gradient
+            return jax.lax.cond(
+                is_plain,
+                lambda: reduced(x, y, compute, False)[0],
+                lambda: fallback(x, y).astype(compute),
+            ).astype(x.dtype)
+        value, grad = jax.lax.cond(
+            is_plain,
+            lambda: reduced(x, y, compute, True),
+            lambda: general(x, y, compute),
+        )
+        return value.astype(x.dtype), grad
+
+    @jax.custom_vjp
+    def fn(x, y):
+        return parts(x, y, with_grad=False)
+
+    def forward(x, y):
+        return parts(x, y, with_grad=True)
+
+    def backward(grad, g):
+        return (g * grad).astype(grad.dtype), None
+
+    fn.defvjp(forward, backward)
+    return fn
+
+
+def fused_kernel(
+    name: str,
+    params: Mapping[str, Any],
+    reduction: str,
+    per: str,
+    mean_over_classes: bool,
+    fallback: Callable[..., jax.Array] | None = None,
+) -> Callable[..., jax.Array | None] | None:
+    """The loss as one computation, ``fn(x, y, checked) -> value | None`` (None: take the
+    spec's path), under ``jit`` and eagerly alike, taking ``fallback(x, y)`` (the spec's path,
+    reduced) for a batch its plain form does not hold for; or None when no kernel computes this
+    loss with these settings."""
+    build = WHOLE.get(name)
+    if build is None or fallback is None or mean_over_classes or per != "element":
+        return None
+    if reduction not in ("mean", "sum"):
+        return None
+    plain = build(params)
+    if plain is None:
+        return None
+    fn = _whole(plain, fallback, reduction)
+
+    def run(x: jax.Array, y: jax.Array, checked: bool) -> jax.Array | None:
+        if jnp.size(x) == 0 or jnp.shape(y) != jnp.shape(x):
+            return None
+        return fn(x, y)
+
+    return run
+
+
 def values_kernel(name: str, params: Mapping[str, Any]) -> Callable[..., jax.Array] | None:
     """``fn(x, y, mask) -> per-sample values`` (NaN policy included) for this loss and these
     settings, or None when the spec's formula computes it."""
@@ -135,4 +302,4 @@ def values_kernel(name: str, params: Mapping[str, Any]) -> Callable[..., jax.Arr
     return found[0](params)
 
 
-__all__ = ["KERNELS", "values_kernel"]
+__all__ = ["KERNELS", "WHOLE", "fused_kernel", "values_kernel"]

@@ -136,8 +136,9 @@ class TensorflowOps(OpsBase):
 
         return values_kernel(name, params, fallback)
 
-    def fused_kernel(self, name, params, reduction, per, mean_over_classes):
-        """The whole loss as one XLA computation (see tensorflow_kernels), or None."""
+    def fused_kernel(self, name, params, reduction, per, mean_over_classes, fallback=None):
+        """The whole loss as one XLA computation (see tensorflow_kernels), or None; its
+        general form is computed inside the XLA computation (``fallback`` is not needed)."""
         from mlloss.backends.tensorflow_kernels import fused_kernel
 
         return fused_kernel(name, params, reduction, per, mean_over_classes)

@@ -195,8 +195,9 @@ class TorchOps(OpsBase):
         weakref.finalize(fused, _fused_pairs.pop, key, None)
         return fused
 
-    def fused_kernel(self, name, params, reduction, per, mean_over_classes):
-        """A hand-fused eager kernel for this loss (see torch_kernels), or None."""
+    def fused_kernel(self, name, params, reduction, per, mean_over_classes, fallback=None):
+        """A hand-fused eager kernel for this loss (see torch_kernels), or None. A call it
+        does not take returns None to the caller (``fallback`` is not needed)."""
         from mlloss.backends.torch_kernels import kernel_for
 
         return kernel_for(name, params, reduction, per, mean_over_classes)

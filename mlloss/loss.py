@@ -410,11 +410,18 @@ class Loss:
             out = None if kernel is None else kernel(x, y, in_range)
             if out is not None:
                 return out
-        values, counted, t, p, compute = self._values(ops, x, y, heads, fused)
-        denominator = self._denominator(ops, counted, t, p, compute)
-        out = _reduce(ops, values, self.reduction, denominator)
+        out, compute = self._reduced(ops, x, y, heads, fused)
         out_dtype = ops.dtype_name(x)
         return ops.cast(out, out_dtype) if out_dtype != compute else out
+
+    def _reduced(
+        self, ops: Ops, x: Any, y: Any, heads: tuple[Any, ...], fused: bool
+    ) -> tuple[Any, str]:
+        """The loss through the spec's path (no whole-loss kernel), reduced as asked, in the
+        compute dtype; and that dtype."""
+        values, counted, t, p, compute = self._values(ops, x, y, heads, fused)
+        denominator = self._denominator(ops, counted, t, p, compute)
+        return _reduce(ops, values, self.reduction, denominator), compute
 
     def _values(
         self, ops: Ops, x: Any, y: Any, heads: tuple[Any, ...], fused: bool
@@ -462,9 +469,20 @@ class Loss:
         if ops.name not in self._kernels:
             find = getattr(ops, "fused_kernel", None)
             found = None
-            if find is not None:
+            if find is not None and not self.spec.heads:
+
+                def fallback(x: Any, y: Any) -> Any:
+                    """The spec's path for a batch the kernel's plain form does not hold for:
+                    reduced, in the compute dtype."""
+                    return self._reduced(ops, x, y, (), self.fused)[0]
+
                 found = find(
-                    self.name, self.params, self.reduction, self.spec.per, self.mean_over_classes
+                    self.name,
+                    self.params,
+                    self.reduction,
+                    self.spec.per,
+                    self.mean_over_classes,
+                    fallback=fallback,
                 )
             self._kernels.setdefault(ops.name, found)
         return self._kernels[ops.name]

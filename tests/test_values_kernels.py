@@ -97,6 +97,8 @@ def _closed_form(backend, name, params, reduction):
     loss = mlloss.Loss(spec, backend, reduction, spec.resolve_params(params), validate=False)
     ops = _ops(backend)
     loss._fused_fns[ops.name] = (loss._spec_fused_fn(ops), False)
+    loss._kernels[ops.name] = None  # no whole-loss kernel either
+    assert loss._kernel(ops) is None
     return loss
 
 
@@ -435,3 +437,113 @@ def test_tensorflow_sparse_kernel_takes_any_integer_labels(dtype):
     got = loss.value_and_grad(tf.constant(x), tf.constant(y.astype(dtype)))
     for a, b in zip(got, reference.value_and_grad(x, y), strict=True):
         _close(a, b, 1e-12)
+
+
+# JAX's whole-loss kernels: a plain form for hard labels and finite logits, tiled on the CPU --
+
+JAX_WHOLE = [
+    ("focal", {}),
+    ("focal", {"alpha": 0.25}),
+    ("focal", {"gamma": 0.0}),
+    ("focal", {"gamma": 1.0}),
+    ("focal", {"gamma": 1.5, "alpha": 0.7}),
+    ("focal", {"gamma": 3.0, "alpha": 1.0}),
+    ("focal", {"gamma": 0.0, "alpha": 0.1}),
+]
+
+
+def _jax_step(loss, x, y, cotangent=3.0):
+    """The value and the gradient for a cotangent other than 1 (the backward's product is
+    checked too), under jit."""
+    jax = pytest.importorskip("jax")
+    value, pullback = jax.vjp(lambda v: loss(v, y), x)
+    return value, pullback(cotangent * jax.numpy.ones_like(value))[0]
+
+
+def test_every_jax_whole_loss_kernel_is_covered():
+    _ops("jax")
+    from mlloss.backends import jax_kernels
+
+    assert {name for name, _ in JAX_WHOLE} == set(jax_kernels.WHOLE)
+
+
+@pytest.mark.parametrize("name, params", JAX_WHOLE, ids=str)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("edges", [False, True])
+@pytest.mark.parametrize("block_rows", [None, 5])
+def test_jax_whole_loss_kernel_equals_formula(
+    name, params, reduction, edges, block_rows, monkeypatch
+):
+    """The kernel against the closed form: its plain form on ordinary batches, the spec's path
+    on batches with edges; whole, and tiled in blocks of 5 rows of 12 (the last block starts
+    at row 7 and counts rows 10 and 11 only)."""
+    jax = pytest.importorskip("jax")
+    from mlloss.backends import jax_kernels
+
+    if block_rows is not None:
+        monkeypatch.setattr(jax_kernels, "_BLOCK_ENTRIES", block_rows * SHAPE[-1])
+    ops = _ops("jax")
+    loss = mlloss.get(name, backend="jax", reduction=reduction, validate=False, **params)
+    assert loss._kernel(ops) is not None, "the whole-loss kernel is used"
+    closed_form = _closed_form("jax", name, params, reduction)
+    x, y = _edges(name, np.float64) if edges else _inputs(name, np.float64)
+    x, y = jax.numpy.asarray(x), jax.numpy.asarray(y)
+    for got, expected in zip(
+        jax.jit(lambda a, b: _jax_step(loss, a, b))(x, y), _jax_step(closed_form, x, y), strict=True
+    ):
+        _close(got, expected, 1e-13)
+    _close(jax.jit(loss)(x, y), closed_form(x, y), 1e-13)  # the value alone
+
+
+def test_jax_whole_loss_kernel_takes_the_plain_form_only_where_it_holds():
+    jax = pytest.importorskip("jax")
+    from mlloss.backends.jax_kernels import _plain_batch
+
+    x, y = _inputs("focal", np.float64)
+    assert bool(_plain_batch(jax.numpy.asarray(x), jax.numpy.asarray(y)))
+    for row, column, logit, label in [
+        (0, 1, np.nan, None),
+        (1, 2, np.inf, None),
+        (4, 5, -np.inf, None),
+        (5, 0, None, -1.0),  # a missing label
+        (6, 3, None, 0.5),  # a soft label
+        (7, 3, None, np.nan),
+        (8, 3, None, 2.0),  # out of range, unvalidated
+    ]:
+        xe, ye = x.copy(), y.copy()
+        if logit is not None:
+            xe[row, column] = logit
+        if label is not None:
+            ye[row, column] = label
+        assert not bool(_plain_batch(jax.numpy.asarray(xe), jax.numpy.asarray(ye))), (row, column)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_jax_whole_loss_kernel_half_precision(dtype):
+    """Half precision computes in float32: the value and the gradient are the float32
+    kernel's, rounded once."""
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    x, y = _inputs("focal", np.float32)
+    loss = mlloss.get("focal", backend="jax", validate=False)
+    half = jnp.asarray(x).astype(dtype)
+    single = half.astype(jnp.float32)
+    got = _jax_step(loss, half, jnp.asarray(y).astype(dtype), cotangent=1.0)
+    expected = _jax_step(loss, single, jnp.asarray(y), cotangent=1.0)
+    for a, b in zip(got, expected, strict=True):
+        assert a.dtype == jnp.dtype(dtype)
+        np.testing.assert_array_equal(
+            np.asarray(a, np.float32), np.asarray(b.astype(dtype), np.float32)
+        )
+
+
+def test_jax_whole_loss_kernel_under_vmap():
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    x, y = (jnp.asarray(a) for a in _inputs("focal", np.float64))
+    y = y.at[0, 0].set(-1.0)  # one sample with a missing label: its instance takes the formula
+    loss = mlloss.get("focal", backend="jax", reduction="sum", validate=False)
+    per_sample = jax.vmap(loss)(x[:, None], y[:, None])
+    closed_form = _closed_form("jax", "focal", {}, "sum")
+    expected = [closed_form(a[None], b[None]) for a, b in zip(x, y, strict=True)]
+    _close(per_sample, jnp.stack(expected), 1e-13)
