@@ -1,4 +1,4 @@
-"""The focal loss's value and gradient for hard labels from one exponential, written once over
+"""focal's and asl's value and gradient for hard labels from one exponential, written once over
 a backend's ops for the compiled kernels (JAX's ``jit``; see jax_kernels.WHOLE).
 
 For a label ``y`` in {0, 1} and a finite logit ``x``, with ``z = x (1 - 2y)`` (the logit signed
@@ -51,4 +51,39 @@ def focal_plain(ops: Any, x: Any, y: Any, gamma: float, alpha: float | None) -> 
     return values, local
 
 
-__all__ = ["focal_plain"]
+def asl_plain(ops: Any, x: Any, y: Any, gamma_neg: float, clip: float) -> tuple[Any, Any]:
+    """``(values, gradient)`` of asl per entry (gamma_pos = 0, clip > 0, gamma_neg >= 1), for
+    labels in {0, 1} and finite logits. With ``e = exp(-|x|)``, ``p = sigmoid(x)`` and
+    ``1 - p`` from it (no cancellation) and ``p_m = max(p - clip, 0)``:
+
+    - a positive: ``softplus(-x) = max(-x, 0) + log1p(e)``, gradient ``-(1 - p)``;
+    - a negative: ``p_m^g (-log1p(-p_m))``, gradient
+      ``p (1 - p) p_m^(g - 1) [p_m / (1 - p_m) + g (-log1p(-p_m))]`` where ``p > clip`` and 0
+      at and below it (the spec's side of the kink).
+    """
+    e = ops.exp(-ops.abs(x))
+    reciprocal = 1.0 / (1.0 + e)
+    positive_x = x >= 0.0
+    p = ops.where(positive_x, reciprocal, e * reciprocal)
+    one_minus_p = ops.where(positive_x, e * reciprocal, reciprocal)
+    softplus_neg = ops.maximum(-x, 0.0) + ops.log1p(e)  # -log p
+    shifted = p - clip
+    inside = shifted > 0.0
+    p_m = ops.where(inside, shifted, 0.0)
+    minus_log = -ops.log1p(-p_m)  # -log(1 - p_m) >= 0
+    if gamma_neg == 1.0:
+        power = ops.where(inside, 1.0, 0.0)  # p_m^0, and 0 outside (its gradient's factor)
+    elif gamma_neg == 2.0:
+        power = p_m
+    elif gamma_neg == 4.0:
+        power = p_m * p_m * p_m
+    else:  # p_m^(g - 1) = exp((g - 1) log p_m): 0 at p_m = 0 for g > 1
+        power = ops.exp((gamma_neg - 1.0) * ops.log(p_m))
+    negative = power * p_m * minus_log
+    d_negative = p * one_minus_p * power * (p_m / (1.0 - p_m) + gamma_neg * minus_log)
+    values = ops.where(y > 0.5, softplus_neg, negative)
+    local = ops.where(y > 0.5, -one_minus_p, d_negative)
+    return values, local
+
+
+__all__ = ["asl_plain", "focal_plain"]

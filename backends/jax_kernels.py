@@ -29,16 +29,17 @@ inputs, and with autodiff of the formula away from the edges.
 A kernel has the signature of the loss's fused function, ``fn(x, y, mask) -> per-sample
 values``, for losses with no per-class weights and no extra heads.
 
-``focal`` has a whole-loss kernel (``WHOLE``, through ``fused_kernel``): the reduced value
-and its gradient in one computation. XLA on the CPU materialises every intermediate that more
-than one expression reads (the exponentials a value and its gradient share, a power computed
-as ``s * s``), each a fresh buffer of the logits' size, so the spec's formula costs about
-twenty passes. The kernel takes a plain form (backends/binary_math.py: one exponential, one
-``log1p``, one reciprocal per entry, the value reduced where it is computed and only the
-gradient written) when every label is 0 or 1 and every logit finite, which one reduction over
-the batch tells, and the spec's own path (its value and closed-form gradient, through
-``fallback``) otherwise, in a ``lax.cond``: each branch computes its outputs from the logits
-and the targets themselves, so neither writes anything for the other.
+``focal`` and ``asl`` have whole-loss kernels (``WHOLE``, through ``fused_kernel``): the
+reduced value and its gradient in one computation. XLA on the CPU materialises every
+intermediate that more than one expression reads (the exponentials a value and its gradient
+share, a power computed as ``s * s``), each a fresh buffer of the logits' size, so the spec's
+formula costs about twenty passes. The kernel takes a plain form (backends/binary_math.py: one
+exponential, a ``log1p`` or two and one reciprocal per entry) when every label is 0 or 1 and
+every logit finite, which one reduction over the batch tells, and the spec's own path (its
+value and closed-form gradient, through ``fallback``) otherwise, in a ``lax.cond``: each
+branch computes its outputs from the logits and the targets themselves, so neither writes
+anything for the other. On the CPU the plain form runs block by block of rows, each block's
+temporaries in the cache, and only the gradient is written out.
 """
 
 from __future__ import annotations
@@ -153,9 +154,28 @@ def _focal_plain(params: Mapping[str, Any]) -> Plain | None:
     return lambda x, y: binary_math.focal_plain(ops, x, y, gamma, alpha)
 
 
+def _asl_plain(params: Mapping[str, Any]) -> Plain | None:
+    """asl's per-entry values and gradient for hard labels and finite logits, for the settings
+    its plain form covers (gamma_pos = 0, clip > 0, gamma_neg >= 1 so that p_m^(gamma_neg - 1)
+    stays finite, weights differentiated); None for the others."""
+    if (
+        params["gamma_pos"] != 0.0
+        or params["clip"] <= 0.0
+        or params["gamma_neg"] < 1.0
+        or params["stop_grad_weight"]
+    ):
+        return None
+    gamma_neg, clip = float(params["gamma_neg"]), float(params["clip"])
+    ops = _ops()
+    return lambda x, y: binary_math.asl_plain(ops, x, y, gamma_neg, clip)
+
+
 #: the losses with a whole-loss kernel: element-wise losses whose plain form holds for labels
 #: in {0, 1} and finite logits
-WHOLE: dict[str, Callable[[Mapping[str, Any]], Plain | None]] = {"focal": _focal_plain}
+WHOLE: dict[str, Callable[[Mapping[str, Any]], Plain | None]] = {
+    "focal": _focal_plain,
+    "asl": _asl_plain,
+}
 
 _HALF = (jnp.float16, jnp.bfloat16)
 

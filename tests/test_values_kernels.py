@@ -449,6 +449,11 @@ JAX_WHOLE = [
     ("focal", {"gamma": 1.5, "alpha": 0.7}),
     ("focal", {"gamma": 3.0, "alpha": 1.0}),
     ("focal", {"gamma": 0.0, "alpha": 0.1}),
+    ("asl", {}),
+    ("asl", {"clip": 0.1, "gamma_neg": 2.0}),
+    ("asl", {"clip": 0.2, "gamma_neg": 1.0}),
+    ("asl", {"gamma_neg": 2.5}),
+    ("asl", {"clip": 0.5, "gamma_neg": 3.0}),
 ]
 
 
@@ -547,3 +552,21 @@ def test_jax_whole_loss_kernel_under_vmap():
     closed_form = _closed_form("jax", "focal", {}, "sum")
     expected = [closed_form(a[None], b[None]) for a, b in zip(x, y, strict=True)]
     _close(per_sample, jnp.stack(expected), 1e-13)
+
+
+@pytest.mark.parametrize(
+    "name, params, reduction",
+    [
+        ("focal", {"label_smoothing": 0.1}, "mean"),
+        ("focal", {}, "none"),
+        ("asl", {"gamma_pos": 1.0}, "mean"),
+        ("asl", {"clip": 0.0}, "mean"),
+        ("asl", {"gamma_neg": 0.5}, "mean"),
+        ("asl", {"stop_grad_weight": True}, "sum"),
+        ("focal", {"mean_over_classes": True}, "mean"),
+    ],
+)
+def test_jax_settings_without_a_whole_loss_kernel(name, params, reduction):
+    ops = _ops("jax")
+    loss = mlloss.get(name, backend="jax", reduction=reduction, **params)
+    assert loss._kernel(ops) is None
