@@ -38,8 +38,9 @@ exponential, a ``log1p`` or two and one reciprocal per entry) when every label i
 every logit finite, which one reduction over the batch tells, and the spec's own path (its
 value and closed-form gradient, through ``fallback``) otherwise, in a ``lax.cond``: each
 branch computes its outputs from the logits and the targets themselves, so neither writes
-anything for the other. On the CPU the plain form runs block by block of rows, each block's
-temporaries in the cache, and only the gradient is written out.
+anything for the other. The plain form runs block by block of rows, each block's temporaries
+in the cache, and only the gradient is written out. These kernels run on the CPU only: a GPU
+fuses the spec's formula itself.
 """
 
 from __future__ import annotations
@@ -185,10 +186,12 @@ _HALF = (jnp.float16, jnp.bfloat16)
 _BLOCK_ENTRIES = 2**19
 
 
-def _tiled() -> bool:
-    """Whether plain forms run tiled: on the CPU, where XLA writes every intermediate that two
-    expressions read to a fresh buffer of the logits' size (each costing its page faults); a
-    GPU fuses the whole form into one kernel."""
+def _on_cpu() -> bool:
+    """Whether the computation runs on the CPU, where XLA writes every intermediate that two
+    expressions read to a fresh buffer of the logits' size (each costing its page faults).
+    Only there do the whole-loss kernels run, tiled: a GPU fuses the spec's formula into one
+    kernel anyway, and a ``lax.cond`` there waits for its predicate on the host (measured on an
+    H100: focal 0.17 ms through the formula, 0.31 ms through the kernel)."""
     return jax.default_backend() == "cpu"
 
 
@@ -203,7 +206,7 @@ def _plain_sum(
     classes = x.shape[-1]
     rows = x.size // classes
     block = max(1, _BLOCK_ENTRIES // classes)
-    if not _tiled() or rows <= block:
+    if rows <= block:
         values, local = plain(x.astype(compute), y.astype(compute))
         return jnp.sum(values) * scale, ((local * scale).astype(x.dtype) if with_grad else None)
     x2, y2 = x.reshape(rows, classes), y.reshape(rows, classes)
@@ -306,7 +309,7 @@ def fused_kernel(
     fn = _whole(plain, fallback, reduction)
 
     def run(x: jax.Array, y: jax.Array, checked: bool) -> jax.Array | None:
-        if jnp.size(x) == 0 or jnp.shape(y) != jnp.shape(x):
+        if not _on_cpu() or jnp.size(x) == 0 or jnp.shape(y) != jnp.shape(x):
             return None
         return fn(x, y)
 

@@ -570,3 +570,17 @@ def test_jax_settings_without_a_whole_loss_kernel(name, params, reduction):
     ops = _ops("jax")
     loss = mlloss.get(name, backend="jax", reduction=reduction, **params)
     assert loss._kernel(ops) is None
+
+
+def test_jax_whole_loss_kernels_run_on_the_cpu_only(monkeypatch):
+    """A GPU fuses the spec's formula itself, and a lax.cond there waits for its predicate on
+    the host: off the CPU the kernel steps aside."""
+    jax = pytest.importorskip("jax")
+    from mlloss.backends import jax_kernels
+
+    ops = _ops("jax")
+    x, y = (jax.numpy.asarray(a) for a in _inputs("focal", np.float64))
+    loss = mlloss.get("focal", backend="jax", validate=False)
+    assert loss._kernel(ops)(x, y, False) is not None
+    monkeypatch.setattr(jax_kernels, "_on_cpu", lambda: False)
+    assert loss._kernel(ops)(x, y, False) is None
