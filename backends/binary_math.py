@@ -1,5 +1,6 @@
 """focal's and asl's value and gradient for hard labels from one exponential, written once over
-a backend's ops for the compiled kernels (JAX's ``jit``; see jax_kernels.WHOLE).
+a backend's ops for the compiled whole-loss kernels (JAX's ``jit``, jax_kernels.WHOLE;
+TensorFlow's XLA, tensorflow_kernels.fused_kernel).
 
 For a label ``y`` in {0, 1} and a finite logit ``x``, with ``z = x (1 - 2y)`` (the logit signed
 so that the entry's BCE is ``softplus(z)`` and its ``1 - p_t`` is ``sigmoid(z)``),
@@ -20,7 +21,10 @@ takes the spec's path for any batch that is not.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
+
+Plain = Callable[[Any, Any], tuple[Any, Any]]
 
 
 def focal_plain(ops: Any, x: Any, y: Any, gamma: float, alpha: float | None) -> tuple[Any, Any]:
@@ -72,7 +76,8 @@ def asl_plain(ops: Any, x: Any, y: Any, gamma_neg: float, clip: float) -> tuple[
     p_m = ops.where(inside, shifted, 0.0)
     minus_log = -ops.log1p(-p_m)  # -log(1 - p_m) >= 0
     if gamma_neg == 1.0:
-        power = ops.where(inside, 1.0, 0.0)  # p_m^0, and 0 outside (its gradient's factor)
+        # p_m^0, and 0 outside (its gradient's factor)
+        power = ops.cast(inside, ops.dtype_name(x))
     elif gamma_neg == 2.0:
         power = p_m
     elif gamma_neg == 4.0:
@@ -86,4 +91,46 @@ def asl_plain(ops: Any, x: Any, y: Any, gamma_neg: float, clip: float) -> tuple[
     return values, local
 
 
-__all__ = ["asl_plain", "focal_plain"]
+def _focal(ops: Any, params: Mapping[str, Any]) -> Plain | None:
+    """None where label smoothing makes every label soft (the spec's path computes those)."""
+    if params.get("label_smoothing", 0.0):
+        return None
+    gamma, alpha = float(params["gamma"]), params["alpha"]
+    alpha = None if alpha is None else float(alpha)
+    return lambda x, y: focal_plain(ops, x, y, gamma, alpha)
+
+
+def _asl(ops: Any, params: Mapping[str, Any]) -> Plain | None:
+    """For the settings the plain form covers: gamma_pos = 0, clip > 0, gamma_neg >= 1 (so
+    that p_m^(gamma_neg - 1) stays finite), the weights differentiated."""
+    if (
+        params["gamma_pos"] != 0.0
+        or params["clip"] <= 0.0
+        or params["gamma_neg"] < 1.0
+        or params["stop_grad_weight"]
+    ):
+        return None
+    gamma_neg, clip = float(params["gamma_neg"]), float(params["clip"])
+    return lambda x, y: asl_plain(ops, x, y, gamma_neg, clip)
+
+
+#: the losses with a plain form: ``PLAIN[name](ops, params) -> plain(x, y) -> (values,
+#: gradient)`` for labels in {0, 1} and finite logits, or None for settings it does not cover
+PLAIN: dict[str, Callable[[Any, Mapping[str, Any]], Plain | None]] = {
+    "focal": _focal,
+    "asl": _asl,
+}
+
+
+def hard_labels(ops: Any, x: Any, y: Any) -> Any:
+    """Whether every label is 0 or 1 and every logit finite, as a 0-d boolean. |y (1 - y)| is
+    0 exactly at 0 and 1 (not at -1, a missing label, nor at NaN), and 0 x is NaN for an
+    infinite or NaN logit: the sum of the two over the batch is 0 exactly then (no term is
+    negative, so nothing cancels). One reduction, which XLA fuses with its inputs (a reduction
+    of booleans it would write out whole first). A sum, not a maximum: TensorFlow's XLA on the
+    CPU computes a maximum that may drop a NaN (its fast min/max), and then took the plain form
+    for a batch with an infinite logit (the conformance suite's ``infinite`` case)."""
+    return ops.sum(ops.abs(y * (1.0 - y)) + 0.0 * x) == 0.0
+
+
+__all__ = ["PLAIN", "asl_plain", "focal_plain", "hard_labels"]

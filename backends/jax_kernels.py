@@ -45,6 +45,7 @@ fuses the spec's formula itself.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -141,41 +142,16 @@ KERNELS: dict[str, tuple[Callable[..., Callable[..., jax.Array]], Callable[..., 
 
 # whole-loss kernels ---------------------------------------------------------------------------
 
-Plain = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+Plain = binary_math.Plain
 
 
-def _focal_plain(params: Mapping[str, Any]) -> Plain | None:
-    """focal's per-entry values and gradient for hard labels and finite logits; None where
-    label smoothing makes every label soft (the spec's path computes those)."""
-    if params.get("label_smoothing", 0.0):
-        return None
-    gamma, alpha = float(params["gamma"]), params["alpha"]
-    alpha = None if alpha is None else float(alpha)
-    ops = _ops()
-    return lambda x, y: binary_math.focal_plain(ops, x, y, gamma, alpha)
+def _plain_form(form: Callable[..., Plain | None], params: Mapping[str, Any]) -> Plain | None:
+    return form(_ops(), params)
 
 
-def _asl_plain(params: Mapping[str, Any]) -> Plain | None:
-    """asl's per-entry values and gradient for hard labels and finite logits, for the settings
-    its plain form covers (gamma_pos = 0, clip > 0, gamma_neg >= 1 so that p_m^(gamma_neg - 1)
-    stays finite, weights differentiated); None for the others."""
-    if (
-        params["gamma_pos"] != 0.0
-        or params["clip"] <= 0.0
-        or params["gamma_neg"] < 1.0
-        or params["stop_grad_weight"]
-    ):
-        return None
-    gamma_neg, clip = float(params["gamma_neg"]), float(params["clip"])
-    ops = _ops()
-    return lambda x, y: binary_math.asl_plain(ops, x, y, gamma_neg, clip)
-
-
-#: the losses with a whole-loss kernel: element-wise losses whose plain form holds for labels
-#: in {0, 1} and finite logits
+#: the losses with a whole-loss kernel: ``WHOLE[name](params) -> plain form or None``
 WHOLE: dict[str, Callable[[Mapping[str, Any]], Plain | None]] = {
-    "focal": _focal_plain,
-    "asl": _asl_plain,
+    name: functools.partial(_plain_form, form) for name, form in binary_math.PLAIN.items()
 }
 
 _HALF = (jnp.float16, jnp.bfloat16)
@@ -233,14 +209,6 @@ def _plain_sum(
     return total * scale, grad.reshape(x.shape)
 
 
-def _plain_batch(x: jax.Array, y: jax.Array) -> jax.Array:
-    """Whether every label is 0 or 1 and every logit finite, as a 0-d boolean. y (1 - y) is 0
-    exactly at 0 and 1 (not at -1, a missing label, nor at NaN), and 0 x is NaN for an
-    infinite or NaN logit: the largest of their sums is 0 exactly then. One reduction, which
-    XLA fuses with its inputs (a reduction of booleans it would write out whole first)."""
-    return jnp.max(jnp.abs(y * (1.0 - y)) + 0.0 * x) == 0.0
-
-
 def _whole(plain: Plain, fallback: Callable[..., jax.Array], reduction: str):
     """``fn(x, y) -> the reduced value``: the plain form where the batch allows it, else
     ``fallback(x, y)`` (the spec's path, reduced, in the compute dtype); a custom VJP whose
@@ -258,7 +226,7 @@ def _whole(plain: Plain, fallback: Callable[..., jax.Array], reduction: str):
 
     def parts(x, y, with_grad):
         compute = jnp.float32 if x.dtype in _HALF else x.dtype
-        is_plain = _plain_batch(x.astype(compute), y.astype(compute))
+        is_plain = binary_math.hard_labels(_ops(), x.astype(compute), y.astype(compute))
         if not with_grad:  # the value alone: neither branch computes a gradient
             return jax.lax.cond(
                 is_plain,

@@ -137,11 +137,12 @@ class TensorflowOps(OpsBase):
         return values_kernel(name, params, fallback)
 
     def fused_kernel(self, name, params, reduction, per, mean_over_classes, fallback=None):
-        """The whole loss as one XLA computation (see tensorflow_kernels), or None; its
-        general form is computed inside the XLA computation (``fallback`` is not needed)."""
+        """The whole loss as one XLA computation (see tensorflow_kernels), or None; focal and
+        asl run ``fallback`` (the spec's path) inside it for a batch their plain form does not
+        hold for."""
         from mlloss.backends.tensorflow_kernels import fused_kernel
 
-        return fused_kernel(name, params, reduction, per, mean_over_classes)
+        return fused_kernel(name, params, reduction, per, mean_over_classes, fallback)
 
     def runs_kernels(self, x):
         # the XLA kernels read no values in Python: they run inside tf.function too

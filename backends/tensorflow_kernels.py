@@ -220,6 +220,45 @@ def _dense_step(params: Mapping[str, Any], epsilon: float, reduction: str):
     return _per_signature(compute)
 
 
+def _binary_step(
+    plain_form: Callable[..., Any], fallback: Callable[..., tf.Tensor], reduction: str
+):
+    """``step(x, y) -> (value, gradient, plain)`` for focal or asl, one XLA computation: the
+    reduced value and its gradient for a cotangent of 1, in ``x``'s dtype (float16 and
+    bfloat16 computed in float32), and whether the plain form computed them.
+
+    The plain form (backends/binary_math.py: one exponential, a log1p or two and a reciprocal
+    per entry, shared by the value and the gradient) applies where every label is 0 or 1 and
+    every logit finite; it is computed first, as XLA would otherwise write its temporaries out
+    for a branch to read. Any other batch takes ``fallback(x, y)``, the spec's own path
+    (reduced), and its gradient, inside the same computation: one ``tf.cond``."""
+    from mlloss.backends import binary_math
+    from mlloss.backends.tensorflow import ops
+
+    def compute(x, y):
+        out_dtype, xc = x.dtype, _compute_dtype(x)
+        yc = tf.cast(y, xc.dtype)
+        plain = binary_math.hard_labels(ops, xc, yc)
+        values, local = plain_form(xc, yc)
+        total = tf.reduce_sum(values)
+        if reduction != "sum":  # every entry observed: the mean over all of them (a size
+            # unknown when traced for any batch size; 0 for an empty batch, whose mean is 0)
+            count = tf.cast(tf.maximum(tf.size(xc), 1), xc.dtype)
+            total, local = total / count, local / count
+        fast = total, local
+
+        def general():
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                value = fallback(x, y)
+            return tf.cast(value, xc.dtype), tf.cast(tape.gradient(value, x), xc.dtype)
+
+        value, grad = tf.cond(plain, lambda: fast, general)
+        return tf.cast(value, out_dtype), tf.cast(grad, out_dtype), plain
+
+    return _per_signature(compute)
+
+
 def _per_signature(compute: Callable[..., Any]) -> Callable[..., Any]:
     """``compute`` compiled with XLA, one ``tf.function`` per shape and dtype of its inputs
     (a shape with unknown sizes, as inside a ``tf.function`` traced for any batch size, is one
@@ -464,20 +503,49 @@ WHOLE = {
 }
 
 
+def _binary_whole(
+    name: str, params: Mapping[str, Any], reduction: str, fallback: Callable[..., tf.Tensor] | None
+):
+    """focal's or asl's whole-loss step, or None: for the settings their plain form covers,
+    reduced to a mean or a sum, with the spec's path to fall back on."""
+    from mlloss.backends import binary_math
+    from mlloss.backends.tensorflow import ops
+
+    form = binary_math.PLAIN.get(name)
+    if form is None or fallback is None or reduction not in ("mean", "sum"):
+        return None
+    plain = form(ops, params)
+    return None if plain is None else _binary_step(plain, fallback, reduction)
+
+
 def fused_kernel(
-    name: str, params: Mapping[str, Any], reduction: str, per: str, mean_over_classes: bool
+    name: str,
+    params: Mapping[str, Any],
+    reduction: str,
+    per: str,
+    mean_over_classes: bool,
+    fallback: Callable[..., tf.Tensor] | None = None,
 ) -> Callable[..., tf.Tensor | None] | None:
     """The loss as one XLA computation, ``fn(x, y, checked) -> value | None`` (None: take the
     spec's path), eagerly and inside ``tf.function`` alike; or None when no kernel computes
-    this loss with these settings."""
-    build = WHOLE.get(name)
-    if build is None or mean_over_classes or params.get("class_weight") is not None:
+    this loss with these settings. focal and asl take ``fallback(x, y)`` (the spec's path,
+    reduced) inside the computation for a batch their plain form does not hold for."""
+    if mean_over_classes or params.get("class_weight") is not None:
         return None
-    step = build(params, reduction)
+    build = WHOLE.get(name)
+    step = (
+        build(params, reduction)
+        if build is not None
+        else _binary_whole(name, params, reduction, fallback)
+    )
+    if step is None:
+        return None
     indices = name == "sparse_softmax_ce"
 
     def run(x: tf.Tensor, y: tf.Tensor, checked: bool) -> tf.Tensor | None:
         if not _two_dimensional(x) or (indices and not y.dtype.is_integer):
+            return None
+        if not indices and y.shape != x.shape:
             return None
         return _differentiable(step, reduction, x, y)
 

@@ -415,21 +415,41 @@ class Loss:
         return ops.cast(out, out_dtype) if out_dtype != compute else out
 
     def _reduced(
-        self, ops: Ops, x: Any, y: Any, heads: tuple[Any, ...], fused: bool
+        self,
+        ops: Ops,
+        x: Any,
+        y: Any,
+        heads: tuple[Any, ...],
+        fused: bool,
+        kernels: bool = True,
     ) -> tuple[Any, str]:
         """The loss through the spec's path (no whole-loss kernel), reduced as asked, in the
-        compute dtype; and that dtype."""
-        values, counted, t, p, compute = self._values(ops, x, y, heads, fused)
+        compute dtype; and that dtype. ``kernels``: see :meth:`_values`."""
+        values, counted, t, p, compute = self._values(ops, x, y, heads, fused, kernels)
         denominator = self._denominator(ops, counted, t, p, compute)
         return _reduce(ops, values, self.reduction, denominator), compute
 
     def _values(
-        self, ops: Ops, x: Any, y: Any, heads: tuple[Any, ...], fused: bool
+        self,
+        ops: Ops,
+        x: Any,
+        y: Any,
+        heads: tuple[Any, ...],
+        fused: bool,
+        kernels: bool = True,
     ) -> tuple[Any, Any, Prepared, dict[str, Any], str]:
         """The unreduced values (per sample with mean_over_classes), which of them count,
-        the prepared targets and parameters, and the compute dtype."""
+        the prepared targets and parameters, and the compute dtype. With ``fused`` and not
+        ``kernels``, the spec's closed-form gradient without a backend's values kernel (a
+        whole-loss kernel's general form: TensorFlow differentiates it inside a tf.cond
+        branch, where the values kernels' own tf.cond has no gradient)."""
         # a backend's kernel applies the NaN policy and the mask of missing labels itself
-        fn, kernel = self._fused_fn(ops) if fused else (None, False)
+        if not fused:
+            fn, kernel = None, False
+        elif kernels:
+            fn, kernel = self._fused_fn(ops)
+        else:
+            fn, kernel = self._spec_fused_fn(ops), False
         compute, xc, hc, t, p = self._prepare(ops, x, y, heads, mask_logits=not kernel)
         if fn is not None:
             values = fn(xc, *hc, t.y, t.mask, *(p[k] for k in self._per_class))
@@ -474,7 +494,7 @@ class Loss:
                 def fallback(x: Any, y: Any) -> Any:
                     """The spec's path for a batch the kernel's plain form does not hold for:
                     reduced, in the compute dtype."""
-                    return self._reduced(ops, x, y, (), self.fused)[0]
+                    return self._reduced(ops, x, y, (), self.fused, kernels=False)[0]
 
                 found = find(
                     self.name,

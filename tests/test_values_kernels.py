@@ -375,13 +375,94 @@ def test_tensorflow_whole_loss_kernel_equals_formula(name, params, reduction, ed
         _close(got, expected, 1e-13)
 
 
+def _binary_whole_losses():
+    return [
+        (name, params)
+        for b, name, params in SETTINGS
+        if b == "tensorflow" and name in {"focal", "asl"}
+    ]
+
+
+@pytest.mark.parametrize("name, params", _binary_whole_losses(), ids=str)
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("edges", [False, True])
+@pytest.mark.parametrize("in_function", [False, True])
+def test_tensorflow_focal_and_asl_whole_loss_kernel_equals_formula(
+    name, params, reduction, edges, in_function
+):
+    """focal's and asl's XLA kernel (a plain form for hard labels and finite logits, the spec's
+    path inside the same computation otherwise) against the closed form, eagerly and inside a
+    tf.function, for a cotangent other than 1."""
+    tf = pytest.importorskip("tensorflow")
+    ops = _ops("tensorflow")
+    loss = mlloss.get(name, backend="tensorflow", reduction=reduction, validate=False, **params)
+    assert loss._kernel(ops) is not None, "the whole-loss kernel is used"
+    closed_form = _closed_form("tensorflow", name, params, reduction)
+    x, y = _edges(name, np.float64) if edges else _inputs(name, np.float64)
+    x, y = tf.constant(x), tf.constant(y)
+
+    def step(fn):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = fn(x, y)
+        return value, tape.gradient(value, x, output_gradients=tf.constant(3.0, tf.float64))
+
+    run = tf.function(step, autograph=False) if in_function else step
+    for got, expected in zip(run(loss), step(closed_form), strict=True):
+        _close(got, expected, 1e-13)
+
+
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+@pytest.mark.parametrize("name", ["focal", "asl"])
+@pytest.mark.parametrize("logit", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("label", [0.0, 1.0])
+def test_whole_loss_kernel_one_non_finite_logit_alone(backend, name, logit, label):
+    """One non-finite logit in an ordinary batch sends it to the spec's path (a batch with
+    edges of every kind fails the plain form's check by its missing labels alone)."""
+    ops = _ops(backend)
+    x, y = _inputs(name, np.float64)
+    x[2, 3], y[2, 3] = logit, label
+    loss = mlloss.get(name, backend=backend, reduction="sum", validate=False)
+    assert loss._kernel(ops) is not None
+    closed_form = _closed_form(backend, name, {}, "sum")
+    x, y = ops.asarray(x), ops.asarray(y)
+    for got, expected in zip(
+        loss.value_and_grad(x, y), closed_form.value_and_grad(x, y), strict=True
+    ):
+        _close(got, expected, 1e-13)
+
+
+@pytest.mark.parametrize("name", ["focal", "asl"])
+def test_tensorflow_focal_and_asl_take_the_plain_form_on_ordinary_batches(name, monkeypatch):
+    """The plain form computes an ordinary batch: made wrong on purpose, it shows in the
+    value; the spec's path computes a batch with a missing label."""
+    tf = pytest.importorskip("tensorflow")
+    from mlloss.backends import binary_math
+
+    x, y = _inputs(name, np.float64)
+    form = binary_math.PLAIN[name]
+
+    def doubled(ops, params):
+        plain = form(ops, params)
+        return lambda a, b: tuple(2.0 * v for v in plain(a, b))
+
+    monkeypatch.setitem(binary_math.PLAIN, name, doubled)
+    spec = mlloss.spec(name)  # a Loss of its own: get() shares one, its kernel built already
+    loss = mlloss.Loss(spec, "tensorflow", "sum", spec.resolve_params({}), validate=False)
+    spec_sum = _closed_form("tensorflow", name, {}, "sum")
+    np.testing.assert_allclose(loss(tf.constant(x), tf.constant(y)), 2 * spec_sum(x, y))
+    y[0, 0] = -1.0
+    np.testing.assert_allclose(loss(tf.constant(x), tf.constant(y)), spec_sum(x, y))
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
-def test_tensorflow_whole_loss_kernel_half_precision(dtype):
+@pytest.mark.parametrize("name", ["softmax_ce", "focal"])
+def test_tensorflow_whole_loss_kernel_half_precision(dtype, name):
     """float16 and bfloat16 computed in float32: the value and gradient are the float32
     kernel's rounded once to the input's dtype, as the formula's path rounds them."""
     tf = pytest.importorskip("tensorflow")
-    x, y = _inputs("softmax_ce", np.float32)
-    loss = mlloss.get("softmax_ce", backend="tensorflow", validate=False)
+    x, y = _inputs(name, np.float32)
+    loss = mlloss.get(name, backend="tensorflow", validate=False)
     narrow = tf.cast(tf.constant(x), dtype)
     value, grad = loss.value_and_grad(narrow, tf.cast(tf.constant(y), dtype))
     value_f, grad_f = loss.value_and_grad(tf.cast(narrow, tf.float32), tf.constant(y))
@@ -502,7 +583,12 @@ def test_jax_whole_loss_kernel_equals_formula(
 
 def test_jax_whole_loss_kernel_takes_the_plain_form_only_where_it_holds():
     jax = pytest.importorskip("jax")
-    from mlloss.backends.jax_kernels import _plain_batch
+    from mlloss.backends.binary_math import hard_labels
+
+    ops = _ops("jax")
+
+    def _plain_batch(a, b):
+        return hard_labels(ops, a, b)
 
     x, y = _inputs("focal", np.float64)
     assert bool(_plain_batch(jax.numpy.asarray(x), jax.numpy.asarray(y)))
