@@ -11,7 +11,10 @@ passes of their own. Here:
   classes);
 - ``focal`` (for labels in {0, 1}), ``bce`` and ``asl`` compute their value and gradient
   together in the forward (focal from one softplus and two sigmoids of the signed logit),
-  and the backward multiplies;
+  and the backward multiplies (per-entry values: ``reduction="none"``);
+- reduced to a mean or a sum, ``focal`` and ``asl`` are one XLA computation each: the plain
+  form for hard labels and finite logits that JAX's kernels use (backends/binary_math.py),
+  and the spec's own path for any other batch, chosen by a ``tf.cond`` inside it;
 - ``softmax_ce``, ``sparse_softmax_ce`` and ``poly1`` are one XLA computation each
   (``jit_compile``), the loss's reduction included (:func:`fused_kernel`), from the formula
   written once for the compiled backends (backends/softmax_math.py): XLA fuses the value and

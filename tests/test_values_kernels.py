@@ -471,13 +471,14 @@ def test_tensorflow_whole_loss_kernel_half_precision(dtype, name):
     np.testing.assert_array_equal(grad.numpy(), tf.cast(grad_f, dtype).numpy())
 
 
-def test_tensorflow_whole_loss_kernel_for_any_batch_size():
+@pytest.mark.parametrize("name", ["softmax_ce", "focal", "asl"])
+def test_tensorflow_whole_loss_kernel_for_any_batch_size(name):
     """Inside a tf.function traced once for any batch size (as Keras traces a train step),
     the kernel compiles for each size it meets, an empty batch and missing labels included,
     and gives the NumPy backend's values and gradients."""
     tf = pytest.importorskip("tensorflow")
-    loss = mlloss.get("softmax_ce", backend="tensorflow")
-    reference = mlloss.get("softmax_ce", backend="numpy")
+    loss = mlloss.get(name, backend="tensorflow")
+    reference = mlloss.get(name, backend="numpy")
     spec = tf.TensorSpec([None, SHAPE[-1]], tf.float64)
 
     @tf.function(input_signature=[spec, spec])
