@@ -341,19 +341,27 @@ def test_settings_without_a_kernel(backend, name, params):
 
 
 def _whole_losses():
+    """(loss, settings, reduction) of every TensorFlow XLA kernel: the softmax cross-entropies
+    and poly1 for every reduction, focal and asl (a plain form for hard labels and finite
+    logits, the spec's path inside the same computation otherwise) for a mean or a sum."""
+    reductions = {"softmax_ce": ("mean", "sum", "none"), "focal": ("mean", "sum")}
+    reductions |= {"sparse_softmax_ce": reductions["softmax_ce"], "poly1": reductions["softmax_ce"]}
+    reductions["asl"] = reductions["focal"]
     return [
-        (name, params)
+        (name, params, reduction)
         for b, name, params in SETTINGS
-        if b == "tensorflow" and name in {"softmax_ce", "sparse_softmax_ce", "poly1"}
+        if b == "tensorflow" and name in reductions
+        for reduction in reductions[name]
     ]
 
 
-@pytest.mark.parametrize("name, params", _whole_losses(), ids=str)
-@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name, params, reduction", _whole_losses(), ids=str)
 @pytest.mark.parametrize("edges", [False, True])
-def test_tensorflow_whole_loss_kernel_equals_formula(name, params, reduction, edges):
+@pytest.mark.parametrize("in_function", [False, True])
+def test_tensorflow_whole_loss_kernel_equals_formula(name, params, reduction, edges, in_function):
     """The reduced value and its gradient (for a cotangent other than 1, so that the backward's
-    product is checked too), the kernel against the closed form, on ordinary and edge batches."""
+    product is checked too), the kernel against the closed form, on ordinary and edge batches,
+    eagerly and inside a tf.function."""
     tf = pytest.importorskip("tensorflow")
     ops = _ops("tensorflow")
     loss = mlloss.get(name, backend="tensorflow", reduction=reduction, validate=False, **params)
@@ -370,42 +378,6 @@ def test_tensorflow_whole_loss_kernel_equals_formula(name, params, reduction, ed
             tape.watch(x)
             value = fn(x, y)
         return value, tape.gradient(value, x, output_gradients=cotangent)
-
-    for got, expected in zip(step(loss), step(closed_form), strict=True):
-        _close(got, expected, 1e-13)
-
-
-def _binary_whole_losses():
-    return [
-        (name, params)
-        for b, name, params in SETTINGS
-        if b == "tensorflow" and name in {"focal", "asl"}
-    ]
-
-
-@pytest.mark.parametrize("name, params", _binary_whole_losses(), ids=str)
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
-@pytest.mark.parametrize("edges", [False, True])
-@pytest.mark.parametrize("in_function", [False, True])
-def test_tensorflow_focal_and_asl_whole_loss_kernel_equals_formula(
-    name, params, reduction, edges, in_function
-):
-    """focal's and asl's XLA kernel (a plain form for hard labels and finite logits, the spec's
-    path inside the same computation otherwise) against the closed form, eagerly and inside a
-    tf.function, for a cotangent other than 1."""
-    tf = pytest.importorskip("tensorflow")
-    ops = _ops("tensorflow")
-    loss = mlloss.get(name, backend="tensorflow", reduction=reduction, validate=False, **params)
-    assert loss._kernel(ops) is not None, "the whole-loss kernel is used"
-    closed_form = _closed_form("tensorflow", name, params, reduction)
-    x, y = _edges(name, np.float64) if edges else _inputs(name, np.float64)
-    x, y = tf.constant(x), tf.constant(y)
-
-    def step(fn):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            value = fn(x, y)
-        return value, tape.gradient(value, x, output_gradients=tf.constant(3.0, tf.float64))
 
     run = tf.function(step, autograph=False) if in_function else step
     for got, expected in zip(run(loss), step(closed_form), strict=True):
