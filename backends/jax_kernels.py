@@ -45,7 +45,6 @@ fuses the spec's formula itself.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -144,15 +143,9 @@ KERNELS: dict[str, tuple[Callable[..., Callable[..., jax.Array]], Callable[..., 
 
 Plain = binary_math.Plain
 
-
-def _plain_form(form: Callable[..., Plain | None], params: Mapping[str, Any]) -> Plain | None:
-    return form(_ops(), params)
-
-
-#: the losses with a whole-loss kernel: ``WHOLE[name](params) -> plain form or None``
-WHOLE: dict[str, Callable[[Mapping[str, Any]], Plain | None]] = {
-    name: functools.partial(_plain_form, form) for name, form in binary_math.PLAIN.items()
-}
+#: the losses with a whole-loss kernel: ``WHOLE[name](ops, params) -> plain form or None``
+#: (the plain forms TensorFlow's XLA kernels use too)
+WHOLE = binary_math.PLAIN
 
 _HALF = (jnp.float16, jnp.bfloat16)
 
@@ -271,7 +264,7 @@ def fused_kernel(
         return None
     if reduction not in ("mean", "sum"):
         return None
-    plain = build(params)
+    plain = build(_ops(), params)
     if plain is None:
         return None
     fn = _whole(plain, fallback, reduction)
