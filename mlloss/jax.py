@@ -22,7 +22,8 @@ def loss(
     name: str, /, *, reduction: str = "mean", mean_over_classes: bool = False, **params: Any
 ) -> Callable[..., Any]:
     """``fn(logits, targets, **heads)``: the loss on JAX arrays, a pure function (no state, no
-    side effects; target values are checked only outside ``jit``, where they can be read)."""
+    side effects; target values are checked where they can be read: eagerly, and under
+    ``jit`` when they are a constant the function closes over)."""
     bound = mlloss.get(
         name, backend="jax", reduction=reduction, mean_over_classes=mean_over_classes, **params
     )

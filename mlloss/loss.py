@@ -271,7 +271,8 @@ class Loss:
         self._check_shapes(ops, x, y)
         in_range = False
         if self.validate and ops.is_concrete(y):
-            in_range = self._check_targets(ops, x, y)
+            with ops.reading():  # targets closed over by a jitted function hold values too
+                in_range = self._check_targets(ops, x, y)
         h = []
         for head, value in zip(names, values, strict=True):
             v = value if ops.is_tensor(value) else ops.asarray(value, dtype=dtype, like=x)

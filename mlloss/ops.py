@@ -118,6 +118,14 @@ class OpsBase:
         where data-dependent checks cannot run."""
         return True
 
+    def reading(self) -> Any:
+        """A context in which operations on concrete tensors give concrete results that can
+        be read, even inside a trace: for JAX, ``jax.ensure_compile_time_eval`` (under ``jit``
+        an operation on a constant the function closes over is otherwise traced too)."""
+        import contextlib
+
+        return contextlib.nullcontext()
+
     def runs_kernels(self, x) -> bool:
         """Whether a whole-loss kernel (``fused_kernel``, where a backend has one) can run on
         ``x``: eager tensors, where a kernel may read values (torch's decide on the batch

@@ -99,6 +99,22 @@ def test_the_check_is_skipped_inside_compiled_code(backend):
     assert got == pytest.approx(expected, rel=1e-12)
 
 
+def test_targets_a_jitted_function_closes_over_are_checked():
+    """A constant the jitted function closes over holds values at trace time: the check runs
+    on it (it used to crash, reading a traced result) and a bad one raises as eagerly."""
+    jax = pytest.importorskip("jax")
+    loss = mlloss.get("sigmoid_bce", backend="jax")
+    x = to_backend("jax", X)
+    y = to_backend("jax", np.array([[0.0, 1.0, 0.0, 1.0]] * 3))
+    got = jax.jit(lambda logits: loss(logits, y))(x)
+    assert float(got) == pytest.approx(float(loss(x, y)), rel=1e-12)
+    value, grad = jax.jit(jax.value_and_grad(lambda logits: loss(logits, y)))(x)
+    assert float(value) == pytest.approx(float(got), rel=1e-12) and grad.shape == x.shape
+    bad = to_backend("jax", np.array([[0.0, 1.5, 0.0, 0.0]] * 3))
+    with pytest.raises(ValueError, match=r"sigmoid_bce: targets expect labels in \[0, 1\]"):
+        jax.jit(lambda logits: loss(logits, bad))(x)
+
+
 @pytest.mark.parametrize(
     ("name", "x_shape", "y", "match"),
     [
