@@ -14,9 +14,10 @@ A kernel covers the common case, and says so by asking for a fallback otherwise:
   one fused kernel anyway, nor on functorch's wrapped tensors), for ``"mean"`` and ``"sum"``,
   for the parameter values listed in its ``supports``;
 - each call checks that the targets are in the kernel's domain (no missing labels, class
-  indices in range: read from the caller's validation when it ran, else one reduction and one
-  device-to-host read; sigmoid_bce's own pass over y - y^2 tells it too), and, in one more
-  read, that the result is finite and the kernel's own checks hold (0/1 labels for focal,
+  indices in range: one reduction, folded into the read below; sigmoid_bce's and focal's own
+  pass over y - y^2 tells it too; class indices are read before any indexing), which stands
+  for the caller's validation (it runs only when the kernel declines a call), and, in the
+  one read, that the result is finite and the kernel's own checks hold (0/1 labels for focal,
   logits within asl's log range, a softmax within the normal range): the checks fold into
   the value (NaN where one fails), so that one read of it tells all (sigmoid_bce reads its
   labels' check and its value together; on a GPU every read waits for the device, so an
@@ -612,6 +613,10 @@ def kernel_for(
         value = _KernelFunction.apply(x, y, kernel, frozen, 1.0 / divide, status, domain)
         return value if status[0] else None
 
+    # a call the kernel takes had every target in its domain, checked on the targets as they
+    # came (not on smoothed ones, which a label just outside [0, 1] could fall inside), so the
+    # caller checks them only when it declines (mlloss.loss.Loss._forward)
+    run.checks_targets = not (kernel.own_domain and params.get("label_smoothing"))  # type: ignore[attr-defined]
     return run
 
 

@@ -110,8 +110,10 @@ class Loss:
     def __call__(self, logits: Any, targets: Any, **heads: Any) -> Any:
         """The loss, reduced as asked, as a tensor of the backend's type and the input's dtype.
         A loss with extra heads (``partition``: ``count=``) takes them as keywords."""
-        ops, x, y, h, in_range = self._inputs(logits, targets, heads)
-        return self._forward(ops, x, y, h, fused=self.fused, in_range=in_range)
+        # the targets' values are checked in _forward: a kernel that checks them itself saves
+        # that pass
+        ops, x, y, h, _ = self._inputs(logits, targets, heads, check=False)
+        return self._forward(ops, x, y, h, fused=self.fused, in_range=None)
 
     @_plain_python
     def value_and_grad(self, logits: Any, targets: Any, **heads: Any) -> tuple[Any, Any]:
@@ -235,10 +237,11 @@ class Loss:
     # the pipeline -----------------------------------------------------------------------------
 
     def _inputs(
-        self, logits: Any, targets: Any, heads: Mapping[str, Any]
+        self, logits: Any, targets: Any, heads: Mapping[str, Any], check: bool = True
     ) -> tuple[Ops, Any, Any, tuple[Any, ...], bool]:
-        """The backend, the logits and targets as its tensors, the heads, and whether the
-        targets' values were checked and every one is in range with none missing."""
+        """The backend, the logits and targets as their tensors, the heads, and whether the
+        targets' values were checked (with ``check``: see :meth:`_checked`) and every one is
+        in range with none missing."""
         names = self.spec.heads
         unknown = sorted(set(heads) - set(names))
         missing = [n for n in names if n not in heads]
@@ -269,10 +272,7 @@ class Loss:
             )
         y = targets if ops.is_tensor(targets) else ops.asarray(targets, like=x)
         self._check_shapes(ops, x, y)
-        in_range = False
-        if self.validate and ops.is_concrete(y):
-            with ops.reading():  # targets closed over by a jitted function hold values too
-                in_range = self._check_targets(ops, x, y)
+        in_range = self._checked(ops, x, y) if check else False
         h = []
         for head, value in zip(names, values, strict=True):
             v = value if ops.is_tensor(value) else ops.asarray(value, dtype=dtype, like=x)
@@ -341,6 +341,14 @@ class Loss:
                     f"class of {self._first_arg} {xs}); got {value.shape[0]}"
                 )
 
+    def _checked(self, ops: Ops, x: Any, y: Any) -> bool:
+        """:meth:`_check_targets` where the loss validates and the targets hold values (not
+        inside a compile's trace), else False (not checked)."""
+        if not (self.validate and ops.is_concrete(y)):
+            return False
+        with ops.reading():  # targets closed over by a jitted function hold values too
+            return self._check_targets(ops, x, y)
+
     def _check_targets(self, ops: Ops, x: Any, y: Any) -> bool:
         """Targets in the loss's domain: multi-hot labels in [0, 1] or -1 (missing), class
         indices in [0, C) or the ignore index; NaN passes (NaN in, NaN out). The extremes and one
@@ -402,15 +410,24 @@ class Loss:
         y: Any,
         heads: tuple[Any, ...],
         fused: bool,
-        in_range: bool = False,
+        in_range: bool | None = False,
     ) -> Any:
+        """The reduced loss. ``in_range``: what :meth:`_checked` said, or None when the
+        targets are still to be checked: here, unless a kernel that checks them itself
+        (``checks_targets``: torch's, which take a call only when every target is in their
+        domain, a part of the loss's) takes the call."""
         # torch's kernels run eagerly (a compiler fuses the formula), TensorFlow's XLA ones
         # inside tf.function too
         if fused and getattr(ops, "runs_kernels", ops.is_concrete)(x):
             kernel = self._kernel(ops)
-            out = None if kernel is None else kernel(x, y, in_range)
-            if out is not None:
-                return out
+            if kernel is not None:
+                if in_range is None and not getattr(kernel, "checks_targets", False):
+                    in_range = self._checked(ops, x, y)
+                out = kernel(x, y, bool(in_range))
+                if out is not None:
+                    return out
+        if in_range is None:  # raises for a target outside the loss's domain
+            self._checked(ops, x, y)
         out, compute = self._reduced(ops, x, y, heads, fused)
         out_dtype = ops.dtype_name(x)
         return ops.cast(out, out_dtype) if out_dtype != compute else out

@@ -180,6 +180,20 @@ def test_unvalidated_labels_out_of_range_take_the_formula(name, bad):
     assert loss._kernel(OPS)(x.clone().requires_grad_(True), y, False) is None
 
 
+def test_smoothed_labels_are_validated_before_the_kernel():
+    """With label smoothing, a label just outside [0, 1] can land inside it once smoothed,
+    where the kernel's own check reads it: such a kernel leaves the check to validation,
+    which raises as without the kernel; in range, the kernel takes the call."""
+    x, y = _inputs("sigmoid_bce", torch.float64)
+    loss = mlloss.get("sigmoid_bce", backend="torch", label_smoothing=0.2)
+    assert not loss._kernel(OPS).checks_targets
+    assert loss._kernel(OPS)(x, y, True) is not None
+    bad = y.clone()
+    bad[0, 0] = 1.05
+    with pytest.raises(ValueError, match=r"sigmoid_bce: targets expect labels in \[0, 1\]"):
+        loss(x, bad)
+
+
 def _count_reads(monkeypatch):
     """Counts the device-to-host reads (item, tolist, bool) made on torch tensors."""
     reads = []
@@ -198,9 +212,9 @@ def _count_reads(monkeypatch):
 @pytest.mark.parametrize("name", sorted(KERNELS))
 def test_an_ordinary_call_reads_the_device_once_in_the_kernel(monkeypatch, name, validate):
     """On a GPU every read waits for the device. A kernel's checks (its domain, its own
-    conditions, a finite value) fold into one read; validation, when it runs, reads once
-    more, and so does a class-index kernel without validation (it reads the indices' range
-    before any indexing)."""
+    conditions, a finite value) fold into one read, and they stand for validation, which
+    runs only when the kernel declines a call: an ordinary call reads once, a class-index
+    kernel's twice (it reads the indices' range before any indexing)."""
     x, y = _inputs(name, torch.float32, shape=(64, 80))
     x.requires_grad_(True)
     loss = mlloss.get(name, backend="torch", validate=validate)
@@ -208,8 +222,9 @@ def test_an_ordinary_call_reads_the_device_once_in_the_kernel(monkeypatch, name,
     reads = _count_reads(monkeypatch)
     value = loss(x, y)
     index = KERNELS[name].labels == "index"
-    assert len(reads) == 1 + (validate or index), reads
-    assert kernel(x, y, validate) is not None  # the kernel took the call
+    assert len(reads) == 1 + index, reads
+    assert kernel.checks_targets
+    assert kernel(x, y, False) is not None  # the kernel took the call
     monkeypatch.undo()
     value.backward()
     assert torch.isfinite(x.grad).all()
