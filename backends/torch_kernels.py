@@ -87,11 +87,12 @@ class Kernel:
 
 
 class _Scratch(threading.local):
-    key: tuple[Any, ...] | None = None
+    key: torch.dtype | None = None
     buffers: list[torch.Tensor]
+    views: dict[tuple[int, ...], list[torch.Tensor]]  # of the buffers, by shape
 
     def __init__(self) -> None:
-        self.buffers = []
+        self.buffers, self.views = [], {}
 
 
 _SCRATCH = _Scratch()
@@ -99,26 +100,35 @@ _SCRATCH = _Scratch()
 
 def _scratch(like: torch.Tensor, count: int) -> list[torch.Tensor]:
     """``count`` tensors of ``like``'s shape, dtype and device for temporaries that die within
-    the call. On the CPU they are the same ones each call of this thread with this shape and
-    dtype (one shape is kept, so the memory held is the last call's temporaries); elsewhere
-    they are fresh (CUDA's caching allocator already reuses its blocks)."""
+    the call. On the CPU they are views of the same flat buffers each call of this thread with
+    this dtype makes (kept at the largest size asked since the dtype last changed: a tiled
+    kernel's blocks, the last one smaller, share them); elsewhere they are fresh (CUDA's
+    caching allocator already reuses its blocks)."""
     if like.device.type != "cpu":
         return [torch.empty(like.shape, dtype=like.dtype, device=like.device) for _ in range(count)]
-    key = (tuple(like.shape), like.dtype)
+    shape = tuple(like.shape)
     scratch = _SCRATCH
-    if scratch.key != key:
-        scratch.key, scratch.buffers = key, []
+    views = scratch.views.get(shape) if scratch.key == like.dtype else None
+    if views is not None and len(views) >= count:
+        return views[:count]
+    size = like.numel()
+    if scratch.key != like.dtype or (scratch.buffers and scratch.buffers[0].numel() < size):
+        scratch.key, scratch.buffers, scratch.views = like.dtype, [], {}
+    capacity = scratch.buffers[0].numel() if scratch.buffers else size  # one for all
     while len(scratch.buffers) < count:
         # an ordinary tensor even when first made under inference_mode (an inference tensor
         # could not be written to outside it, by the next training step)
         with torch.inference_mode(False):
-            scratch.buffers.append(torch.empty(like.shape, dtype=like.dtype))
-    return scratch.buffers[:count]
+            scratch.buffers.append(torch.empty(capacity, dtype=like.dtype))
+    if len(scratch.views) > 4:  # shapes come and go: keep the views of the recent ones
+        scratch.views.clear()
+    views = scratch.views[shape] = [b[:size].view(shape) for b in scratch.buffers]
+    return views[:count]
 
 
 def release_scratch() -> None:
     """Drop this thread's scratch buffers (they are made again on the next fused call)."""
-    _SCRATCH.key, _SCRATCH.buffers = None, []
+    _SCRATCH.key, _SCRATCH.buffers, _SCRATCH.views = None, [], {}
 
 
 def _flat_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -171,7 +181,7 @@ _SOFTPLUS_THRESHOLD: dict[torch.dtype, int] = {}
 # sigmoid_bce, multilabel_soft_margin -----------------------------------------------------------
 
 
-def _sigmoid_bce_value(x, y, p, grad=False):
+def _sigmoid_bce_value(x, y, p, grad=False, out=None):
     """(sum of y softplus(-x) + (1 - y) softplus(x), taken, scale-free gradient or None).
 
     For hard labels (0 or 1) the entry's loss is softplus(z), z = x (1 - 2y), exact with no
@@ -190,7 +200,7 @@ def _sigmoid_bce_value(x, y, p, grad=False):
     torch.addcmul(y, y, y, value=-1.0, out=buffer)
     low, high = torch.aminmax(buffer)
     z = _signed(x, y, out=buffer)
-    sigmoid = torch.sigmoid(z) if grad else None
+    sigmoid = torch.sigmoid(z, out=out) if grad else None
     total = _softplus_(z).sum()
     low, high, value = torch.stack((low, high, total)).tolist()  # the one read
     if low == 0 and high == 0:
@@ -203,7 +213,7 @@ def _sigmoid_bce_value(x, y, p, grad=False):
     correction = _flat_dot(buffer, x)
     z = _signed(x, buffer.add_(y), out=buffer)
     total = _softplus_(z).sum() + correction
-    gradient = torch.sigmoid(x).sub_(y) if grad else None
+    gradient = torch.sigmoid(x, out=out).sub_(y) if grad else None
     return total, math.isfinite(total.item()), gradient
 
 
@@ -212,8 +222,8 @@ def _sigmoid_bce_forward(x, y, p):
     return total, taken, None
 
 
-def _sigmoid_bce_fused(x, y, p, scale):
-    total, taken, grad = _sigmoid_bce_value(x, y, p, grad=True)
+def _sigmoid_bce_fused(x, y, p, scale, out=None):
+    total, taken, grad = _sigmoid_bce_value(x, y, p, grad=True, out=out)
     return total, taken, None if grad is None else grad.mul_(scale)
 
 
@@ -224,7 +234,7 @@ def _no_weights(p):
 # bce (probabilities) --------------------------------------------------------------------------
 
 
-def _bce_logs(x, y, p):
+def _bce_logs(x, y, p, out=None):
     """(q, 1 - q, the summed value, checks) with q = clip(x, eps, 1 - eps), the two logs
     mixed by lerp (exact at y = 0 and y = 1, where one of them is taken as it is)."""
     q, one_minus, logs = _scratch(x, 3)
@@ -232,7 +242,7 @@ def _bce_logs(x, y, p):
     torch.clamp(x, eps, 1.0 - eps, out=q)  # 1 - eps rounded as the formula's bound is
     torch.neg(q, out=one_minus).add_(1.0)
     torch.log(one_minus, out=logs)
-    log_q = torch.log(q)
+    log_q = torch.log(q, out=out)
     checks = []
     if p["log_floor"] is not None:  # taken only where no log reaches the floor (then flat)
         floor = p["log_floor"]
@@ -247,11 +257,11 @@ def _bce_forward(x, y, p):
     return total, checks, None
 
 
-def _bce_fused(x, y, p, scale):
+def _bce_fused(x, y, p, scale, out=None):
     """-(y log q + (1 - y) log(1 - q)) and scale (q - y) / (q (1 - q)) where the clip passes
     x (q == x), 0 outside, into the buffer of log q (read for the last time)."""
     y = smooth_binary(y, p["label_smoothing"])
-    q, one_minus, total, checks, grad = _bce_logs(x, y, p)
+    q, one_minus, total, checks, grad = _bce_logs(x, y, p, out)
     torch.sub(q, y, out=grad).div_(one_minus.mul_(q))
     return total, checks, grad.mul_(torch.eq(q, x)).mul_(scale)
 
@@ -380,7 +390,7 @@ def _times_alpha_t_(w: torch.Tensor, y: torch.Tensor, alpha: float | None) -> fl
     return 1.0 - alpha
 
 
-def _focal_fused(x, y, p, scale):
+def _focal_fused(x, y, p, scale, out=None):
     """The value and scale * its gradient together: alpha_t s^gamma softplus(z) and
     (1 - 2y) alpha_t s^gamma [gamma sigmoid(-z) softplus(z) + s], s = sigmoid(z), sharing z,
     both sigmoids and the softplus (two sigmoids and a softplus in all, where forward and
@@ -391,11 +401,11 @@ def _focal_fused(x, y, p, scale):
     z = _signed(x, y, out=buffer)
     gamma, alpha = p["gamma"], p["alpha"]
     if gamma == 0.0:
-        grad = torch.sigmoid(z)
+        grad = torch.sigmoid(z, out=out)
         loss = _softplus_(z)
         total = _times_alpha_t_(loss, y, alpha) * loss.sum()
     else:
-        grad = torch.neg(z).sigmoid_()  # sigmoid(-z), exact where 1 - s is not
+        grad = torch.neg(z, out=out).sigmoid_()  # sigmoid(-z), exact where 1 - s is not
         weight = torch.sigmoid(z, out=weight)
         loss = _softplus_(z)
         # gamma sigmoid(-z) softplus(z) + s, then s^gamma in place of s
@@ -423,7 +433,7 @@ def _asl_forward(x, y, p):
     return torch.lerp(negative, positive, y, out=negative).sum(), [safe], None
 
 
-def _asl_fused(x, y, p, scale):
+def _asl_fused(x, y, p, scale, out=None):
     """The value (see _asl_forward) and scale * its gradient together, from one sigmoid, one
     log(1 - p_m), one log p and p_m^(gamma_neg - 1), in four logits-sized buffers: positives
     p - 1; negatives d negative / dx = p (1 - p) p_m^(g - 1) [p_m / (1 - p_m) +
@@ -433,7 +443,7 @@ def _asl_fused(x, y, p, scale):
     torch.sigmoid(x, out=q)
     torch.sub(q, p["clip"], out=p_m).clamp_min_(0.0)
     torch.neg(p_m, out=log_one_minus).add_(1.0)  # 1 - p_m (rsub takes no out=)
-    inner = torch.div(p_m, log_one_minus)
+    inner = torch.div(p_m, log_one_minus, out=out)
     log_one_minus.log_()  # log(1 - p_m) <= 0
     inner.add_(log_one_minus, alpha=-gamma_neg)
     negative = log_one_minus.mul_(p_m).neg_()  # p_m (-log(1 - p_m))
@@ -513,6 +523,53 @@ def _taken(total: torch.Tensor, checks: list[torch.Tensor] | bool) -> bool:
     return math.isfinite(probe.item())
 
 
+#: entries per block of rows when a fused kernel runs tiled on the CPU: 2 MB of float32 per
+#: temporary, so that a block's few temporaries stay in the cache between the kernel's
+#: operations instead of each operation streaming the whole batch through memory. Measured
+#: (2-core CI machine, 32 MB L3) against 2^16-2^21: smaller blocks pay more in per-operation
+#: dispatch, larger ones leave the cache; 2^19 was fastest at 4096x1000 and 256x20000.
+_BLOCK_ENTRIES = 2**19
+
+
+def _fused(
+    fused: Grad, x: torch.Tensor, y: torch.Tensor, params: Any, scale: float, compute: Any
+) -> tuple[torch.Tensor, list[torch.Tensor] | bool, torch.Tensor | None]:
+    """``fused``'s (sum, checks, scale * gradient), the gradient in ``x``'s dtype. On the CPU a
+    batch of at least two blocks of rows runs block by block (each block's value and checks
+    are its own, summed and gathered; its gradient goes straight into its rows), and stops at
+    a block whose own read already declined the call."""
+    classes = x.shape[-1]
+    rows = x.numel() // classes
+    block = max(1, _BLOCK_ENTRIES // classes)
+    if x.device.type != "cpu" or rows < 2 * block:
+        total, checks, grad = fused(_to(x, compute), _to(y, compute), params, scale)
+        return total, checks, None if grad is None else _to(grad, x.dtype)
+    x2, y2 = x.reshape(rows, classes), y.reshape(rows, classes)
+    grad = torch.empty((rows, classes), dtype=x.dtype)
+    direct = compute == x.dtype  # else each block's float32 gradient is converted into grad
+    totals: list[torch.Tensor] = []
+    gathered: list[torch.Tensor] = []
+    read_itself = True  # every block read its own result (and took it)
+    for start in range(0, rows, block):
+        rows_of = slice(start, start + block)
+        out = grad[rows_of] if direct else None
+        total, checks, local = fused(
+            _to(x2[rows_of], compute), _to(y2[rows_of], compute), params, scale, out=out
+        )
+        if checks is False or local is None:
+            return total, False, None
+        if not direct:
+            grad[rows_of].copy_(local)
+        totals.append(total)
+        if not isinstance(checks, bool):
+            read_itself = False
+            gathered.extend(checks)
+    total = torch.stack(totals).sum()
+    if read_itself:
+        return total, True, grad.view(x.shape)
+    return total, [torch.stack(gathered).all()] if gathered else [], grad.view(x.shape)
+
+
 class _KernelFunction(torch.autograd.Function):
     """The kernel's value in forward, its gradient in backward: from what forward kept (the
     fused kernels' gradient, or the logits and targets). ``status[0]`` tells the caller
@@ -524,14 +581,14 @@ class _KernelFunction(torch.autograd.Function):
         """``domain``: the targets' domain still needs checking (multi-hot targets that no
         validation read): a check of its own among the kernel's."""
         compute = _COMPUTE.get(x.dtype, x.dtype)
-        xc = _to(x, compute)
-        yc = y if kernel.labels == "index" else _to(y, compute)
         ctx.fused = kernel.fused is not None and ctx.needs_input_grad[0]
         if ctx.fused:
-            total, checks, grad = kernel.fused(xc, yc, params, scale)
+            total, checks, grad = _fused(kernel.fused, x, y, params, scale, compute)
             # the gradient, in the logits' dtype (their bytes), is all the backward needs
-            ctx.save_for_backward(None if grad is None else _to(grad, x.dtype))
+            ctx.save_for_backward(grad)
         else:
+            xc = _to(x, compute)
+            yc = y if kernel.labels == "index" else _to(y, compute)
             total, checks, kept = kernel.forward(xc, yc, params)
             # what forward kept replaces the logits only at the same size (not a
             # half-precision input's float32 softmax)
