@@ -31,10 +31,13 @@ and (unless it has ``fused``, below) a ``grad(x, y, p, scale) -> scale * d sum /
 in the compute dtype (float32 for half precision inputs). ``kept`` is None, or a tensor of
 the logits' shape and dtype that the backward keeps instead of the logits (the same bytes)
 and hands to ``grad_from_kept``: the sparse cross-entropy and poly1 keep their softmax
-rather than computing it twice. A kernel may also have ``fused(x, y, p, scale) -> (sum,
-checks, scale * d sum / d x)``, used when the logits need a gradient: sigmoid_bce, focal, asl
-and bce share their transcendentals between value and gradient, keep only the gradient (the logits'
-bytes) and multiply it by g in the backward. Temporaries that die within a call come from
+rather than computing it twice. A kernel may also have ``fused(x, y, p, scale, out=None) -> (sum,
+checks, scale * d sum / d x)`` (the gradient written into ``out`` when given), used when the
+logits need a gradient: sigmoid_bce, focal, asl and bce share their transcendentals between
+value and gradient, softmax_ce and poly1 their softmax; each keeps only the gradient (the
+logits' bytes) and multiplies it by g in the backward. On the CPU a large batch runs through
+``fused`` block by block of rows (``_fused``), so that a block's temporaries stay in the
+cache. Temporaries that die within a call come from
 ``_scratch`` on the CPU (see the comment there).
 """
 
@@ -73,9 +76,9 @@ class Kernel:
     grad_from_kept: Grad | None = None
     # forward checks the targets' domain itself (among its checks): no separate pass first
     own_domain: bool = False
-    # fused(x, y, p, scale) -> (sum, checks, scale * d sum / d x): the value and the gradient
-    # in one pass over their shared temporaries, used when the logits need a gradient; the
-    # backward then only multiplies what forward kept by the upstream gradient
+    # fused(x, y, p, scale, out=None) -> (sum, checks, scale * d sum / d x, into out): the
+    # value and the gradient from their shared temporaries, used when the logits need a
+    # gradient; the backward then only multiplies what forward kept by the upstream gradient
     fused: Grad | None = None
 
 
@@ -302,6 +305,27 @@ def _softmax_ce_grad(x, y, p, scale):
     return grad.sub_(uniform * scale) if uniform else grad
 
 
+def _softmax_ce_fused(x, y, p, scale, out=None):
+    """The value (see _softmax_ce_forward) and scale * its gradient (see _softmax_ce_grad)
+    together, the gradient written over the softmax."""
+    total, checks, _ = _softmax_ce_forward(x, y, p)
+    a, uniform = _softmax_ce_coefficients(y, p, x.shape[-1])
+    mass = a * y.sum(dim=-1, keepdim=True) + uniform * x.shape[-1]
+    grad = torch.ops.aten._softmax.out(x, -1, False, out=_fresh(x, out))
+    grad.mul_(mass * scale)
+    # a: one coefficient for every row, or one per row (normalize_targets)
+    grad = (
+        grad.add_(y, alpha=-a * scale)
+        if isinstance(a, float)
+        else grad.addcmul_(y, a, value=-scale)
+    )
+    return total, checks, grad.sub_(uniform * scale) if uniform else grad
+
+
+def _fresh(like: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+    return torch.empty_like(like) if out is None else out
+
+
 def _plain_softmax_ce(p):
     return p.get("class_weight") is None
 
@@ -345,6 +369,22 @@ def _poly1_forward(x, y, p):
     softmax = log_p.exp_()
     p_t = _flat_dot(y, softmax)
     return cross_entropy + p["epsilon"] * (y.sum() - p_t), [], softmax
+
+
+def _poly1_fused(x, y, p, scale, out=None):
+    """The value (see _poly1_forward) and scale * its gradient (see
+    _poly1_grad_from_softmax) together: softmax (n + eps p_t - eps y) - y per row, from the
+    forward's softmax (in the scratch)."""
+    eps = p["epsilon"]
+    (log_p,) = _scratch(x, 1)
+    torch.ops.aten._log_softmax.out(x, -1, False, out=log_p)
+    cross_entropy = -_flat_dot(y, log_p)
+    softmax = log_p.exp_()
+    p_t = _row_dot(softmax, y)
+    total = cross_entropy + eps * (y.sum() - p_t.sum())
+    row = y.sum(dim=-1, keepdim=True).add_(p_t, alpha=eps)
+    grad = torch.add(row, y, alpha=-eps, out=_fresh(x, out))
+    return total, [], grad.mul_(softmax).sub_(y).mul_(scale)
 
 
 def _poly1_grad(x, y, p, scale):
@@ -480,7 +520,9 @@ KERNELS: dict[str, Kernel] = {
         own_domain=True,
         fused=_sigmoid_bce_fused,
     ),
-    "softmax_ce": Kernel(_softmax_ce_forward, _softmax_ce_grad, _plain_softmax_ce),
+    "softmax_ce": Kernel(
+        _softmax_ce_forward, _softmax_ce_grad, _plain_softmax_ce, fused=_softmax_ce_fused
+    ),
     "sparse_softmax_ce": Kernel(
         _sparse_forward,
         _sparse_grad,
@@ -489,7 +531,11 @@ KERNELS: dict[str, Kernel] = {
         grad_from_kept=_sparse_grad_from_softmax,
     ),
     "poly1": Kernel(
-        _poly1_forward, _poly1_grad, lambda p: True, grad_from_kept=_poly1_grad_from_softmax
+        _poly1_forward,
+        _poly1_grad,
+        lambda p: True,
+        grad_from_kept=_poly1_grad_from_softmax,
+        fused=_poly1_fused,
     ),
     "bce": Kernel(_bce_forward, None, _plain_bce, fused=_bce_fused),
     # focal's own check (labels 0 or 1) is stricter than the domain [0, 1]
