@@ -84,8 +84,50 @@ class Row:
         }
 
 
+def _cache_bytes(level: int) -> int | None:
+    """The size of this machine's level-``level`` data cache (cpu0's, from sysfs), or None
+    where it does not say."""
+    root = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for index in sorted(os.listdir(root)):
+            with open(f"{root}/{index}/level") as f:
+                if int(f.read()) != level:
+                    continue
+            with open(f"{root}/{index}/type") as f:
+                if f.read().strip() == "Instruction":
+                    continue
+            with open(f"{root}/{index}/size") as f:
+                text = f.read().strip()
+            return int(text[:-1]) * 1024 if text.endswith("K") else int(text)
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def cache_flush(input_bytes: int, device: str) -> Callable[[], None] | None:
+    """On the CPU, for inputs larger than a core's L2 cache: a function that writes a buffer
+    twice the size of the last-level cache, run before every timed call so that each starts
+    with its inputs in memory, not in the cache, as in training (the model's own step between
+    two loss calls moves far more memory than that). Without it the floor, the cheapest call
+    and the one whose inputs fit the cache best, measured 0.6-1.5 ms at 4096x1000 float32
+    from run to run, by what ran before it. None elsewhere: small inputs stay in the cache in
+    training too, and a GPU's memory is not the host's cache."""
+    if device != "cpu" or input_bytes <= (_cache_bytes(2) or 2**20):
+        return None
+    buffer = np.zeros(2 * (_cache_bytes(3) or 32 * 2**20) // 8)
+
+    def flush() -> None:
+        buffer.__iadd__(1.0)
+
+    return flush
+
+
 def medians_ms(
-    fns: Sequence[Callable[[], Any] | None], repeat: int, warmup: int = 2, rounds: int | None = None
+    fns: Sequence[Callable[[], Any] | None],
+    repeat: int,
+    warmup: int = 2,
+    rounds: int | None = None,
+    before: Callable[[], Any] | None = None,
 ) -> list[float | None]:
     """The median time of each fn (None: not timed), in milliseconds, over ``repeat`` timed
     calls each.
@@ -96,7 +138,8 @@ def medians_ms(
     the fns that allocate the most (the frameworks' composed losses): interleaving single
     calls leaves the allocator cold for them and flatters the others. The rounds spread each
     fn's calls over the run, so a drift of this shared machine's speed (its page-fault cost
-    varies by 2x) reaches all of them alike."""
+    varies by 2x) reaches all of them alike. ``before`` (untimed) runs before every call:
+    :func:`cache_flush`."""
     timed = [fn for fn in fns if fn is not None]
     times: list[list[float]] = [[] for _ in timed]
     if rounds is None:  # blocks of about three calls: a burst of load elsewhere spoils few
@@ -107,6 +150,8 @@ def medians_ms(
             for _ in range(warmup if turn == 0 else 1):
                 fn()
             for _ in range(min(per_round, repeat - len(spent))):
+                if before is not None:
+                    before()
                 start = time.perf_counter()
                 fn()
                 spent.append(time.perf_counter() - start)
@@ -334,6 +379,7 @@ def bench_torch(spec, shape, dtype, repeat, device="cpu"):
             floor,
         ],
         repeat,
+        before=cache_flush(2 * x.numel() * x.element_size(), x.device.type),
     )
     assert mine is not None and floor_ms is not None
     return Row(
@@ -363,8 +409,11 @@ def _bench_compiled(
     ``peak(fn)`` measures a step's peak memory in MB (None: not measured)."""
     loss = mlloss.get(spec.name, backend=backend, validate=False)
     native_name, native_fn = _native_fn(spec, backend, mean, **native)
+    size = int(np.prod(shape)) * np.dtype(dtype if dtype != "bfloat16" else "float16").itemsize
     mine, native_ms, floor_ms = medians_ms(
-        [compiled(loss), compiled(native_fn) if native_fn else None, compiled(floor)], repeat
+        [compiled(loss), compiled(native_fn) if native_fn else None, compiled(floor)],
+        repeat,
+        before=cache_flush(2 * size, device),
     )
     assert mine is not None and floor_ms is not None
     return Row(

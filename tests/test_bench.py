@@ -170,3 +170,27 @@ def test_import_time_is_measured_in_fresh_interpreters(monkeypatch):
     monkeypatch.setattr(bench, "FRAMEWORKS", ("dataclasses",))
     with pytest.raises(RuntimeError, match="dataclasses"):
         bench.import_ms(repeat=1)
+
+
+def test_each_timed_call_of_a_large_input_starts_with_the_cache_flushed():
+    """Inputs beyond a core's L2 cache: a buffer twice the last-level cache is written before
+    every timed call (not the warm-up ones); small inputs and a GPU's are left alone."""
+    assert bench.cache_flush(64 * 80 * 4 * 2, "cpu") is None
+    assert bench.cache_flush(2**30, "cuda") is None
+    flush = bench.cache_flush(2**30, "cpu")
+    assert flush is not None
+    (buffer,) = [cell.cell_contents for cell in flush.__closure__]
+    assert buffer.nbytes >= 2 * (bench._cache_bytes(3) or 32 * 2**20)
+    events = []
+    bench.medians_ms(
+        [lambda: events.append("a"), lambda: events.append("b")],
+        repeat=3,
+        warmup=1,
+        rounds=1,
+        before=lambda: events.append("flush"),
+    )
+    assert events == ["a"] + ["flush", "a"] * 3 + ["b"] + ["flush", "b"] * 3
+    flush()
+    assert float(buffer[0]) == 1.0  # it writes the whole buffer
+    assert float(buffer[-1]) == 1.0
+
