@@ -193,4 +193,3 @@ def test_each_timed_call_of_a_large_input_starts_with_the_cache_flushed():
     flush()
     assert float(buffer[0]) == 1.0  # it writes the whole buffer
     assert float(buffer[-1]) == 1.0
-
