@@ -347,6 +347,25 @@ def _sparse_forward(x, y, p):
     return total, [], None
 
 
+def _sparse_fused(x, y, p, scale, out=None):
+    """The value (see _sparse_forward) and scale * its gradient together, the gradient
+    written over the softmax: softmax - (1 - s) onehot(y) - s/C, times the scale."""
+    s = p["label_smoothing"]
+    index = y.unsqueeze(-1)
+    softmax = torch.ops.aten._softmax.out(x, -1, False, out=_fresh(x, out))
+    checks: list[torch.Tensor] = []
+    if not s:
+        picked = softmax.gather(-1, index)
+        checks = [picked.amin() >= torch.finfo(x.dtype).tiny]
+        total = -picked.log_().sum()
+    else:
+        total, checks, _ = _sparse_forward(x, y, p)
+    grad = softmax.mul_(scale)
+    at_label = torch.full(index.shape, -(1.0 - s) * scale, dtype=grad.dtype, device=grad.device)
+    grad.scatter_add_(-1, index, at_label)
+    return total, checks, grad.sub_(scale * (s / x.shape[-1])) if s else grad
+
+
 def _sparse_grad(x, y, p, scale):
     return _sparse_grad_from_softmax(torch.softmax(x, dim=-1), y, p, scale, fresh=True)
 
@@ -529,6 +548,7 @@ KERNELS: dict[str, Kernel] = {
         _plain_softmax_ce,
         labels="index",
         grad_from_kept=_sparse_grad_from_softmax,
+        fused=_sparse_fused,
     ),
     "poly1": Kernel(
         _poly1_forward,
@@ -578,19 +598,26 @@ _BLOCK_ENTRIES = 2**19
 
 
 def _fused(
-    fused: Grad, x: torch.Tensor, y: torch.Tensor, params: Any, scale: float, compute: Any
+    kernel: Kernel, x: torch.Tensor, y: torch.Tensor, params: Any, scale: float, compute: Any
 ) -> tuple[torch.Tensor, list[torch.Tensor] | bool, torch.Tensor | None]:
-    """``fused``'s (sum, checks, scale * gradient), the gradient in ``x``'s dtype. On the CPU a
-    batch of at least two blocks of rows runs block by block (each block's value and checks
-    are its own, summed and gathered; its gradient goes straight into its rows), and stops at
-    a block whose own read already declined the call."""
+    """``kernel.fused``'s (sum, checks, scale * gradient), the gradient in ``x``'s dtype. On the
+    CPU a batch of at least two blocks of rows runs block by block (each block's value and
+    checks are its own, summed and gathered; its gradient goes straight into its rows), and
+    stops at a block whose own read already declined the call."""
+    fused = kernel.fused
+    assert fused is not None
+    index = kernel.labels == "index"  # class indices: one per row, never cast
+
+    def targets(t: torch.Tensor) -> torch.Tensor:
+        return t if index else _to(t, compute)
+
     classes = x.shape[-1]
     rows = x.numel() // classes
     block = max(1, _BLOCK_ENTRIES // classes)
     if x.device.type != "cpu" or rows < 2 * block:
-        total, checks, grad = fused(_to(x, compute), _to(y, compute), params, scale)
+        total, checks, grad = fused(_to(x, compute), targets(y), params, scale)
         return total, checks, None if grad is None else _to(grad, x.dtype)
-    x2, y2 = x.reshape(rows, classes), y.reshape(rows, classes)
+    x2, y2 = x.reshape(rows, classes), y.reshape(rows) if index else y.reshape(rows, classes)
     grad = torch.empty((rows, classes), dtype=x.dtype)
     direct = compute == x.dtype  # else each block's float32 gradient is converted into grad
     totals: list[torch.Tensor] = []
@@ -600,7 +627,7 @@ def _fused(
         rows_of = slice(start, start + block)
         out = grad[rows_of] if direct else None
         total, checks, local = fused(
-            _to(x2[rows_of], compute), _to(y2[rows_of], compute), params, scale, out=out
+            _to(x2[rows_of], compute), targets(y2[rows_of]), params, scale, out=out
         )
         if checks is False or local is None:
             return total, False, None
@@ -629,7 +656,7 @@ class _KernelFunction(torch.autograd.Function):
         compute = _COMPUTE.get(x.dtype, x.dtype)
         ctx.fused = kernel.fused is not None and ctx.needs_input_grad[0]
         if ctx.fused:
-            total, checks, grad = _fused(kernel.fused, x, y, params, scale, compute)
+            total, checks, grad = _fused(kernel, x, y, params, scale, compute)
             # the gradient, in the logits' dtype (their bytes), is all the backward needs
             ctx.save_for_backward(grad)
         else:
