@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -118,15 +118,18 @@ class JaxOps(OpsBase):
         def fused(*args):
             return value_fn(*args)
 
-        def forward(*args):
-            return value_fn(*args), args
+        def forward(*primals):
+            args = tuple(primal.value for primal in primals)
+            return value_fn(*args), (args, perturbed(primals[n_diff:]))
 
-        def backward(args, g):
+        def backward(res, g):
+            args, others = res
+            g = materialized(g)
             grads = vjp_fn(g, *args)
             grads = (grads,) if n_diff == 1 else tuple(grads)
-            return (*grads, *(None for _ in args[n_diff:]))
+            return (*grads, *other_cotangents(value_fn, args, n_diff, others, g))
 
-        fused.defvjp(forward, backward)
+        fused.defvjp(forward, backward, symbolic_zeros=True)
         return fused
 
     def values_kernel(self, name, params, fallback=None):
@@ -150,6 +153,43 @@ class JaxOps(OpsBase):
         value, pullback = jax.vjp(f, x, *more)
         grads = pullback(jnp.ones_like(value))
         return value, (grads if more else grads[0])
+
+
+def perturbed(primals: Sequence[Any]) -> tuple[bool, ...]:
+    """Which of a ``custom_vjp`` forward's primals (``symbolic_zeros=True``) the caller
+    differentiates, known when tracing."""
+    return tuple(bool(primal.perturbed) for primal in primals)
+
+
+def materialized(g: Any) -> Any:
+    """A cotangent that may be a symbolic zero, as an array."""
+    if isinstance(g, jax.custom_derivatives.SymbolicZero):
+        return jnp.zeros(g.shape, g.dtype)
+    return g
+
+
+def other_cotangents(
+    value_fn: Callable[..., Any], args: Sequence[Any], first: int, wanted: Sequence[bool], g: Any
+) -> list[Any]:
+    """Cotangents for ``args[first:]`` (the targets, per-class tensors): autodiff of
+    ``value_fn`` for those the caller differentiates (``wanted``; a fused backward's closed
+    form is with respect to the logits and heads only), None for the rest, so that the
+    common case, targets held constant, computes nothing more."""
+    out: list[Any] = [None] * len(wanted)
+    chosen = [i for i, want in enumerate(wanted) if want]
+    if not chosen:
+        return out
+
+    def of_chosen(*values: Any) -> Any:
+        full = list(args)
+        for i, value in zip(chosen, values, strict=True):
+            full[first + i] = value
+        return value_fn(*full)
+
+    _, pullback = jax.vjp(of_chosen, *(args[first + i] for i in chosen))
+    for i, cotangent in zip(chosen, pullback(g), strict=True):
+        out[i] = cotangent
+    return out
 
 
 def _gpus() -> list[Any]:

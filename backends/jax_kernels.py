@@ -52,6 +52,7 @@ import jax
 import jax.numpy as jnp
 
 from mlloss.backends import binary_math, softmax_math
+from mlloss.backends.jax import materialized, other_cotangents, perturbed
 from mlloss.losses.softmax import POLY1_CROSS_ENTROPY, _distribution
 from mlloss.spec import Prepared
 
@@ -107,20 +108,26 @@ def _dense(params: Mapping[str, Any], epsilon: float = 0.0) -> Callable[..., jax
     def target(y, mask):
         return _distribution(ops, Prepared(y, mask, None), params)
 
-    def forward(x, y, mask):
-        values, parts, _ = softmax_math.dense(ops, x, target(y, mask), mask, epsilon)
-        return values, (parts, y, mask)
+    def values(x, y, mask):
+        return softmax_math.dense(ops, x, target(y, mask), mask, epsilon)
+
+    def forward(*primals):
+        x, y, mask = (primal.value for primal in primals)
+        out, parts, _ = values(x, y, mask)
+        return out, (parts, x, y, mask, perturbed(primals[1:]))
 
     @jax.custom_vjp
     def fn(x, y, mask):
-        return forward(x, y, mask)[0]
+        return values(x, y, mask)[0]
 
     def backward(res, g):
-        parts, y, mask = res
+        parts, x, y, mask, others = res
+        g = materialized(g)
         local = softmax_math.dense_grad(parts, target(y, mask), epsilon)
-        return g[..., None] * local, None, None
+        rest = other_cotangents(lambda *a: values(*a)[0], (x, y, mask), 1, others, g)
+        return g[..., None] * local, *rest
 
-    fn.defvjp(forward, backward)
+    fn.defvjp(forward, backward, symbolic_zeros=True)
     return fn
 
 
@@ -238,12 +245,17 @@ def _whole(plain: Plain, fallback: Callable[..., jax.Array], reduction: str):
         return parts(x, y, with_grad=False)
 
     def forward(x, y):
-        return parts(x, y, with_grad=True)
+        value, grad = parts(x.value, y.value, with_grad=True)
+        return value, (grad, x.value, y.value, perturbed((y,)))
 
-    def backward(grad, g):
-        return (g * grad).astype(grad.dtype), None
+    def backward(res, g):
+        grad, x, y, others = res
+        g = materialized(g)
+        # the targets' cotangent, where asked for: autodiff of the spec's path
+        (d_y,) = other_cotangents(fallback, (x, y), 1, others, g)
+        return (g * grad).astype(grad.dtype), d_y
 
-    fn.defvjp(forward, backward)
+    fn.defvjp(forward, backward, symbolic_zeros=True)
     return fn
 
 

@@ -22,6 +22,14 @@ class TensorflowOps(OpsBase):
     def is_tensor(self, x: Any) -> bool:
         return tf.is_tensor(x) or isinstance(x, tf.Variable)
 
+    def differentiable(self, x) -> bool:
+        # a trainable variable is watched by every tape; eagerly, a tensor a tape watches is
+        # told by TensorFlow's own test (inside tf.function no tape records: the fused paths
+        # give the targets no gradient there, None rather than a wrong one)
+        if isinstance(x, tf.Variable):
+            return bool(x.trainable)
+        return tf.executing_eagerly() and _watched(x)
+
     def asarray(self, x: Any, dtype: str | None = None, like: Any = None) -> tf.Tensor:
         out = tf.convert_to_tensor(x)
         return out if dtype is None or out.dtype.name == dtype else tf.cast(out, dtype)
@@ -159,3 +167,13 @@ class TensorflowOps(OpsBase):
 
 
 ops = TensorflowOps()
+
+
+def _watched(x: Any) -> bool:
+    """Whether a tape records operations on ``x`` (TensorFlow's own test, not a public API:
+    False where a release moves it)."""
+    try:
+        from tensorflow.python.eager import record
+    except ImportError:  # pragma: no cover - a TensorFlow that moved it
+        return False
+    return bool(record.should_record_backprop([x]))

@@ -72,6 +72,9 @@ class TorchOps(OpsBase):
     def is_tensor(self, x: Any) -> bool:
         return isinstance(x, torch.Tensor)
 
+    def differentiable(self, x) -> bool:
+        return isinstance(x, torch.Tensor) and x.requires_grad and torch.is_grad_enabled()
+
     def asarray(self, x: Any, dtype: str | None = None, like: Any = None) -> torch.Tensor:
         device = like.device if isinstance(like, torch.Tensor) else None
         return torch.as_tensor(x, dtype=None if dtype is None else _DTYPES[dtype], device=device)

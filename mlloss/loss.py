@@ -113,7 +113,10 @@ class Loss:
         # the targets' values are checked in _forward: a kernel that checks them itself saves
         # that pass
         ops, x, y, h, _ = self._inputs(logits, targets, heads, check=False)
-        return self._forward(ops, x, y, h, fused=self.fused, in_range=None)
+        # targets that autodiff may differentiate take the formula's autodiff: the fused
+        # backward is with respect to the logits and heads only
+        fused = self.fused and not ops.differentiable(y)
+        return self._forward(ops, x, y, h, fused=fused, in_range=None)
 
     @_plain_python
     def value_and_grad(self, logits: Any, targets: Any, **heads: Any) -> tuple[Any, Any]:
@@ -163,7 +166,8 @@ class Loss:
         """
         require_shardable(self, "sum_and_count")
         ops, x, y, h, _ = self._inputs(logits, targets, heads)
-        values, counted, t, p, compute = self._values(ops, x, y, h, self.fused)
+        fused = self.fused and not ops.differentiable(y)
+        values, counted, t, p, compute = self._values(ops, x, y, h, fused)
         if self.reduction in ("mean", "weighted_mean"):
             count = self._denominator(ops, counted, t, p, compute)
         else:

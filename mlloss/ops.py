@@ -118,6 +118,13 @@ class OpsBase:
         where data-dependent checks cannot run."""
         return True
 
+    def differentiable(self, x) -> bool:
+        """Whether autodiff may ask for a gradient with respect to ``x`` (the targets) in this
+        call: the fused paths' backward covers the logits and the heads only, so such a call
+        takes the framework's autodiff of the formula. False where it cannot be told (JAX,
+        whose fused backward differentiates the formula for the targets itself)."""
+        return False
+
     def reading(self) -> Any:
         """A context in which operations on concrete tensors give concrete results that can
         be read, even inside a trace: for JAX, ``jax.ensure_compile_time_eval`` (under ``jit``
