@@ -4,7 +4,7 @@ Eager torch runs every operation of a spec's formula as a kernel of its own (a f
 dozens of passes over the logits). For the losses people train with most, this module
 computes the same value and gradient in a handful of passes: the reduction folded into a dot
 product, the gradient's scale folded into its last multiply, and nothing kept for the
-backward but the logits and the targets. The spec stays the definition: a kernel is used
+backward but the gradient (the logits' bytes). The spec stays the definition: a kernel is used
 only where it computes exactly what the spec says, and every result it gives is checked by
 the conformance suite through ``mlloss.get`` like any other.
 
@@ -25,19 +25,15 @@ A kernel covers the common case, and says so by asking for a fallback otherwise:
   makes the result non-finite, so those calls go through the spec's formula with its
   non-finite policy, as does an empty batch.
 
-Each kernel is a ``forward(x, y, p) -> (sum of the unreduced values, checks, kept)``
-(``checks``: 0-d boolean tensors, or a bool where the kernel read its own result already)
-and (unless it has ``fused``, below) a ``grad(x, y, p, scale) -> scale * d sum / d x``, both
-in the compute dtype (float32 for half precision inputs). ``kept`` is None, or a tensor of
-the logits' shape and dtype that the backward keeps instead of the logits (the same bytes)
-and hands to ``grad_from_kept``: the sparse cross-entropy and poly1 keep their softmax
-rather than computing it twice. A kernel may also have ``fused(x, y, p, scale, out=None) -> (sum,
-checks, scale * d sum / d x)`` (the gradient written into ``out`` when given), used when the
-logits need a gradient: sigmoid_bce, focal, asl and bce share their transcendentals between
-value and gradient, softmax_ce and poly1 their softmax; each keeps only the gradient (the
-logits' bytes) and multiplies it by g in the backward. On the CPU a large batch runs through
-``fused`` block by block of rows (``_fused``), so that a block's temporaries stay in the
-cache. Temporaries that die within a call come from
+Each kernel is a ``forward(x, y, p) -> (sum of the unreduced values, checks)`` (``checks``:
+0-d boolean tensors, or a bool where the kernel read its own result already), used when the
+logits need no gradient, and a ``fused(x, y, p, scale, out=None) -> (sum, checks, scale *
+d sum / d x)`` (the gradient written into ``out`` when given), used when they do, both in the
+compute dtype (float32 for half precision inputs): sigmoid_bce, focal, asl and bce share
+their transcendentals between value and gradient, the cross-entropies and poly1 their
+softmax, and the backward keeps only the gradient (the logits' bytes) and multiplies it by
+g. On the CPU a large batch runs through ``fused`` block by block of rows (``_fused``), so
+that a block's temporaries stay in the cache. Temporaries that die within a call come from
 ``_scratch`` on the CPU (see the comment there).
 """
 
@@ -54,8 +50,8 @@ import torch
 from mlloss.backends.torch import ops
 from mlloss.losses.binary import smooth_binary
 
-Forward = Callable[..., torch.Tensor]
-Grad = Callable[..., torch.Tensor]
+Forward = Callable[..., tuple[torch.Tensor, Any]]
+Fused = Callable[..., tuple[torch.Tensor, Any, torch.Tensor | None]]
 
 # the smallest logit whose sigmoid is still a normal number, with a margin: below it log(p)
 # of a subnormal p loses digits, and a call falls back to the spec's log_sigmoid
@@ -64,22 +60,19 @@ _LOG_SIGMOID_SAFE = {torch.float32: -80.0, torch.float64: -700.0}
 
 @dataclass(frozen=True)
 class Kernel:
-    """``forward(x, y, p) -> (sum of the unreduced values, extra checks, kept or None)`` and
-    ``grad(x, y, p, scale) -> scale * d sum / d x``, in the compute dtype."""
+    """``forward(x, y, p) -> (sum of the unreduced values, checks)`` and ``fused(x, y, p,
+    scale, out=None) -> (sum, checks, scale * d sum / d x)``, in the compute dtype."""
 
     forward: Forward
-    grad: Grad | None  # None for a kernel with ``fused``: its backward never computes one
+    # the value and the gradient from their shared temporaries (the gradient into ``out``
+    # when given; None with checks False when the kernel declined), used when the logits need
+    # a gradient; the backward then only multiplies it by the upstream gradient
+    fused: Fused
     supports: Callable[[Mapping[str, Any]], bool]
     per_sample_mean: bool = False  # multilabel_soft_margin: each sample's mean over classes
     labels: str = "unit"  # "unit": multi-hot in [0, 1]; "index": class indices in [0, C)
-    # grad_from_kept(kept, y, p, scale): the gradient from what forward kept instead of x
-    grad_from_kept: Grad | None = None
     # forward checks the targets' domain itself (among its checks): no separate pass first
     own_domain: bool = False
-    # fused(x, y, p, scale, out=None) -> (sum, checks, scale * d sum / d x, into out): the
-    # value and the gradient from their shared temporaries, used when the logits need a
-    # gradient; the backward then only multiplies what forward kept by the upstream gradient
-    fused: Grad | None = None
 
 
 # Every large temporary costs a fresh allocation on the CPU: glibc hands a freed block of
@@ -222,7 +215,7 @@ def _sigmoid_bce_value(x, y, p, grad=False, out=None):
 
 def _sigmoid_bce_forward(x, y, p):
     total, taken, _ = _sigmoid_bce_value(x, y, p)
-    return total, taken, None
+    return total, taken
 
 
 def _sigmoid_bce_fused(x, y, p, scale, out=None):
@@ -257,7 +250,7 @@ def _bce_logs(x, y, p, out=None):
 def _bce_forward(x, y, p):
     y = smooth_binary(y, p["label_smoothing"])
     _, _, total, checks, _ = _bce_logs(x, y, p)
-    return total, checks, None
+    return total, checks
 
 
 def _bce_fused(x, y, p, scale, out=None):
@@ -287,28 +280,20 @@ def _softmax_ce_coefficients(y, p, classes):
 
 
 def _softmax_ce_forward(x, y, p):
-    (log_p,) = _scratch(x, 1)  # a temporary: the backward computes the softmax anew
+    (log_p,) = _scratch(x, 1)
     torch.ops.aten._log_softmax.out(x, -1, False, out=log_p)
     a, uniform = _softmax_ce_coefficients(y, p, x.shape[-1])
     # one coefficient for every row, or one per row (normalize_targets)
     total = -a * _flat_dot(y, log_p) if isinstance(a, float) else -(a * _row_dot(y, log_p)).sum()
     if uniform:
         total = total - uniform * log_p.sum()
-    return total, [], None
-
-
-def _softmax_ce_grad(x, y, p, scale):
-    """softmax sum_c q_c - q, times the scale."""
-    a, uniform = _softmax_ce_coefficients(y, p, x.shape[-1])
-    mass = a * y.sum(dim=-1, keepdim=True) + uniform * x.shape[-1]
-    grad = torch.softmax(x, dim=-1).mul_(mass * scale).addcmul_(y, a * scale, value=-1.0)
-    return grad.sub_(uniform * scale) if uniform else grad
+    return total, []
 
 
 def _softmax_ce_fused(x, y, p, scale, out=None):
-    """The value (see _softmax_ce_forward) and scale * its gradient (see _softmax_ce_grad)
-    together, the gradient written over the softmax."""
-    total, checks, _ = _softmax_ce_forward(x, y, p)
+    """The value (see _softmax_ce_forward) and scale * its gradient, softmax sum_c q_c - q,
+    written over the softmax."""
+    total, checks = _softmax_ce_forward(x, y, p)
     a, uniform = _softmax_ce_coefficients(y, p, x.shape[-1])
     mass = a * y.sum(dim=-1, keepdim=True) + uniform * x.shape[-1]
     grad = torch.ops.aten._softmax.out(x, -1, False, out=_fresh(x, out))
@@ -330,70 +315,56 @@ def _plain_softmax_ce(p):
     return p.get("class_weight") is None
 
 
-def _sparse_forward(x, y, p):
-    """Without smoothing: -log softmax(x)_y from the softmax, which the backward then reuses
-    (kept in place of the logits, the same bytes). A picked probability below the smallest
-    normal number (a logit gap over about 87 in float32) would lose digits in its log: the
-    check sends that call to the formula's log_softmax."""
-    index = y.unsqueeze(-1)
+def _sparse_value(x, y, p, softmax):
+    """(sum of -(1 - s) log softmax(x)_y - (s/C) sum_c log softmax(x)_c, checks). Without
+    smoothing, from ``softmax`` (computed by the caller, or here when None): a picked
+    probability below the smallest normal number (a logit gap over about 87 in float32) would
+    lose digits in its log, and the check sends that call to the formula's log_softmax."""
     s = p["label_smoothing"]
+    index = y.unsqueeze(-1)
     if not s:
-        softmax = torch.softmax(x, dim=-1)
+        softmax = torch.softmax(x, dim=-1) if softmax is None else softmax
         picked = softmax.gather(-1, index)
         normal = picked.amin() >= torch.finfo(x.dtype).tiny
-        return -picked.log_().sum(), [normal], softmax
-    log_p = torch.log_softmax(x, dim=-1)
+        return -picked.log_().sum(), [normal]
+    (log_p,) = _scratch(x, 1)
+    torch.ops.aten._log_softmax.out(x, -1, False, out=log_p)
     total = -(1.0 - s) * log_p.gather(-1, index).sum() - (s / x.shape[-1]) * log_p.sum()
-    return total, [], None
+    return total, []
+
+
+def _sparse_forward(x, y, p):
+    return _sparse_value(x, y, p, None)
 
 
 def _sparse_fused(x, y, p, scale, out=None):
-    """The value (see _sparse_forward) and scale * its gradient together, the gradient
-    written over the softmax: softmax - (1 - s) onehot(y) - s/C, times the scale."""
+    """The value (see _sparse_value) and scale * its gradient together, the gradient written
+    over the softmax: softmax - (1 - s) onehot(y) - s/C, times the scale."""
     s = p["label_smoothing"]
     index = y.unsqueeze(-1)
     softmax = torch.ops.aten._softmax.out(x, -1, False, out=_fresh(x, out))
-    checks: list[torch.Tensor] = []
-    if not s:
-        picked = softmax.gather(-1, index)
-        checks = [picked.amin() >= torch.finfo(x.dtype).tiny]
-        total = -picked.log_().sum()
-    else:
-        total, checks, _ = _sparse_forward(x, y, p)
+    total, checks = _sparse_value(x, y, p, softmax)
     grad = softmax.mul_(scale)
     at_label = torch.full(index.shape, -(1.0 - s) * scale, dtype=grad.dtype, device=grad.device)
     grad.scatter_add_(-1, index, at_label)
     return total, checks, grad.sub_(scale * (s / x.shape[-1])) if s else grad
 
 
-def _sparse_grad(x, y, p, scale):
-    return _sparse_grad_from_softmax(torch.softmax(x, dim=-1), y, p, scale, fresh=True)
-
-
-def _sparse_grad_from_softmax(softmax, y, p, scale, fresh=False):
-    """(softmax - (1 - s) onehot(y) - s/C) times the scale; ``softmax`` is written over only
-    when ``fresh`` (else it is the forward's, which a second backward may read again)."""
-    s = p["label_smoothing"]
-    grad = softmax.mul_(scale) if fresh else torch.mul(softmax, scale)
-    index = y.unsqueeze(-1)
-    grad.scatter_add_(-1, index, (scale * -(1.0 - s)).to(grad.dtype).expand(index.shape))
-    return grad.sub_(scale * (s / softmax.shape[-1])) if s else grad
-
-
 def _poly1_forward(x, y, p):
-    """cross-entropy + epsilon (sum_c y_c - sum_c y_c softmax_c), summed over the rows. The
-    log-softmax becomes the softmax in place, which the backward keeps and reuses."""
-    log_p = torch.log_softmax(x, dim=-1)
+    """cross-entropy + epsilon (sum_c y_c - sum_c y_c softmax_c), summed over the rows (the
+    log-softmax becomes the softmax in place)."""
+    (log_p,) = _scratch(x, 1)
+    torch.ops.aten._log_softmax.out(x, -1, False, out=log_p)
     cross_entropy = -_flat_dot(y, log_p)
     softmax = log_p.exp_()
     p_t = _flat_dot(y, softmax)
-    return cross_entropy + p["epsilon"] * (y.sum() - p_t), [], softmax
+    return cross_entropy + p["epsilon"] * (y.sum() - p_t), []
 
 
 def _poly1_fused(x, y, p, scale, out=None):
-    """The value (see _poly1_forward) and scale * its gradient (see
-    _poly1_grad_from_softmax) together: softmax (n + eps p_t - eps y) - y per row, from the
-    forward's softmax (in the scratch)."""
+    """The value (see _poly1_forward) and scale * its gradient together: softmax (n + eps
+    p_t - eps y) - y per row (n = sum_c y_c, p_t = sum_c y_c softmax_c), from the forward's
+    softmax (in the scratch)."""
     eps = p["epsilon"]
     (log_p,) = _scratch(x, 1)
     torch.ops.aten._log_softmax.out(x, -1, False, out=log_p)
@@ -404,19 +375,6 @@ def _poly1_fused(x, y, p, scale, out=None):
     row = y.sum(dim=-1, keepdim=True).add_(p_t, alpha=eps)
     grad = torch.add(row, y, alpha=-eps, out=_fresh(x, out))
     return total, [], grad.mul_(softmax).sub_(y).mul_(scale)
-
-
-def _poly1_grad(x, y, p, scale):
-    return _poly1_grad_from_softmax(torch.softmax(x, dim=-1), y, p, scale)
-
-
-def _poly1_grad_from_softmax(softmax, y, p, scale):
-    """softmax (n + eps p_t - eps y) - y per row (n = sum_c y_c, p_t = sum_c y_c softmax_c),
-    into a new tensor (``softmax`` may be the forward's, read again by a second backward)."""
-    eps = p["epsilon"]
-    row = y.sum(dim=-1, keepdim=True).add_(_row_dot(softmax, y), alpha=eps)
-    coefficient = torch.add(row, y, alpha=-eps)
-    return coefficient.mul_(softmax).sub_(y).mul_(scale)
 
 
 # focal, asl -----------------------------------------------------------------------------------
@@ -434,7 +392,7 @@ def _focal_forward(x, y, p):
     if alpha is not None:  # alpha_t = (1 - alpha) + (2 alpha - 1) y
         alpha_t = y.mul(2.0 * alpha - 1.0).add_(1.0 - alpha)
         weight = alpha_t if weight is None else weight.mul_(alpha_t)
-    return (loss.sum() if weight is None else _flat_dot(loss, weight)), [binary], None
+    return (loss.sum() if weight is None else _flat_dot(loss, weight)), [binary]
 
 
 def _times_alpha_t_(w: torch.Tensor, y: torch.Tensor, alpha: float | None) -> float:
@@ -489,7 +447,7 @@ def _asl_forward(x, y, p):
     negative = torch.log1p(torch.neg(p_m)).neg_().mul_(p_m.pow_(p["gamma_neg"]))
     positive = q.log_().neg_()
     safe = x.amin() >= _LOG_SIGMOID_SAFE[x.dtype]
-    return torch.lerp(negative, positive, y, out=negative).sum(), [safe], None
+    return torch.lerp(negative, positive, y, out=negative).sum(), [safe]
 
 
 def _asl_fused(x, y, p, scale, out=None):
@@ -528,39 +486,21 @@ def _asl_supported(p):
 
 
 KERNELS: dict[str, Kernel] = {
-    "sigmoid_bce": Kernel(
-        _sigmoid_bce_forward, None, _no_weights, own_domain=True, fused=_sigmoid_bce_fused
-    ),
+    "sigmoid_bce": Kernel(_sigmoid_bce_forward, _sigmoid_bce_fused, _no_weights, own_domain=True),
     "multilabel_soft_margin": Kernel(
         _sigmoid_bce_forward,
-        None,
+        _sigmoid_bce_fused,
         _no_weights,
         per_sample_mean=True,
         own_domain=True,
-        fused=_sigmoid_bce_fused,
     ),
-    "softmax_ce": Kernel(
-        _softmax_ce_forward, _softmax_ce_grad, _plain_softmax_ce, fused=_softmax_ce_fused
-    ),
-    "sparse_softmax_ce": Kernel(
-        _sparse_forward,
-        _sparse_grad,
-        _plain_softmax_ce,
-        labels="index",
-        grad_from_kept=_sparse_grad_from_softmax,
-        fused=_sparse_fused,
-    ),
-    "poly1": Kernel(
-        _poly1_forward,
-        _poly1_grad,
-        lambda p: True,
-        grad_from_kept=_poly1_grad_from_softmax,
-        fused=_poly1_fused,
-    ),
-    "bce": Kernel(_bce_forward, None, _plain_bce, fused=_bce_fused),
+    "softmax_ce": Kernel(_softmax_ce_forward, _softmax_ce_fused, _plain_softmax_ce),
+    "sparse_softmax_ce": Kernel(_sparse_forward, _sparse_fused, _plain_softmax_ce, labels="index"),
+    "poly1": Kernel(_poly1_forward, _poly1_fused, lambda p: True),
+    "bce": Kernel(_bce_forward, _bce_fused, _plain_bce),
     # focal's own check (labels 0 or 1) is stricter than the domain [0, 1]
-    "focal": Kernel(_focal_forward, None, _focal_supported, own_domain=True, fused=_focal_fused),
-    "asl": Kernel(_asl_forward, None, _asl_supported, fused=_asl_fused),
+    "focal": Kernel(_focal_forward, _focal_fused, _focal_supported, own_domain=True),
+    "asl": Kernel(_asl_forward, _asl_fused, _asl_supported),
 }
 
 _COMPUTE = {torch.float16: torch.float32, torch.bfloat16: torch.float32}
@@ -605,7 +545,6 @@ def _fused(
     checks are its own, summed and gathered; its gradient goes straight into its rows), and
     stops at a block whose own read already declined the call."""
     fused = kernel.fused
-    assert fused is not None
     index = kernel.labels == "index"  # class indices: one per row, never cast
 
     def targets(t: torch.Tensor) -> torch.Tensor:
@@ -644,59 +583,39 @@ def _fused(
 
 
 class _KernelFunction(torch.autograd.Function):
-    """The kernel's value in forward, its gradient in backward: from what forward kept (the
-    fused kernels' gradient, or the logits and targets). ``status[0]`` tells the caller
-    whether the kernel took the call (a flag beside the graph: no second output, no tensor
-    for it)."""
+    """The kernel's value in forward; in backward, the gradient the forward computed (when
+    the logits need one), times the upstream gradient. ``status[0]`` tells the caller whether
+    the kernel took the call (a flag beside the graph: no second output, no tensor for it).
+    Targets that need a gradient never reach a kernel (``kernel_for``)."""
 
     @staticmethod
     def forward(ctx, x, y, kernel, params, scale, status, domain):
         """``domain``: the targets' domain still needs checking (multi-hot targets that no
         validation read): a check of its own among the kernel's."""
         compute = _COMPUTE.get(x.dtype, x.dtype)
-        ctx.fused = kernel.fused is not None and ctx.needs_input_grad[0]
-        if ctx.fused:
+        if ctx.needs_input_grad[0]:
             total, checks, grad = _fused(kernel, x, y, params, scale, compute)
             # the gradient, in the logits' dtype (their bytes), is all the backward needs
             ctx.save_for_backward(grad)
         else:
-            xc = _to(x, compute)
             yc = y if kernel.labels == "index" else _to(y, compute)
-            total, checks, kept = kernel.forward(xc, yc, params)
-            # what forward kept replaces the logits only at the same size (not a
-            # half-precision input's float32 softmax)
-            ctx.kept = kept is not None and kept.dtype == x.dtype
-            ctx.save_for_backward(kept if ctx.kept else x, y)
+            total, checks = kernel.forward(_to(x, compute), yc, params)
         if domain and not isinstance(checks, bool):
             checks = [*checks, _unit_interval(y)]
         status[0] = _taken(total, checks)
-        ctx.kernel, ctx.params, ctx.scale = kernel, params, scale
         return _to(total * scale, x.dtype)
 
     @staticmethod
     def backward(ctx, g):
-        if ctx.fused:
-            (grad,) = ctx.saved_tensors
-            # g is 1 when the loss itself is differentiated: the gradient is forward's as it
-            # is (autograd takes the tensor over once the graph is freed, and copies it when
-            # the graph is retained). Read only on the CPU, where reading g costs no sync.
-            if g.device.type == "cpu" and g.item() == 1.0:
-                return grad, *(None,) * 6
-            # else times g into a new tensor (a retained graph's next backward reads it again)
-            compute = _COMPUTE.get(grad.dtype, grad.dtype)
-            return _to(_to(grad, compute) * _to(g, compute), grad.dtype), *(None,) * 6
-        first, y = ctx.saved_tensors
-        kernel = ctx.kernel
-        compute = _COMPUTE.get(first.dtype, first.dtype)
-        scale = _to(g, compute) * ctx.scale
-        yc = y if kernel.labels == "index" else _to(y, compute)
-        if ctx.kept:
-            assert kernel.grad_from_kept is not None
-            grad = kernel.grad_from_kept(first, yc, ctx.params, scale)
-        else:
-            assert kernel.grad is not None
-            grad = kernel.grad(_to(first, compute), yc, ctx.params, scale)
-        return _to(grad, first.dtype), *(None,) * 6
+        (grad,) = ctx.saved_tensors
+        # g is 1 when the loss itself is differentiated: the gradient is forward's as it is
+        # (autograd takes the tensor over once the graph is freed, and copies it when the
+        # graph is retained). Read only on the CPU, where reading g costs no sync.
+        if g.device.type == "cpu" and g.item() == 1.0:
+            return grad, *(None,) * 6
+        # else times g into a new tensor (a retained graph's next backward reads it again)
+        compute = _COMPUTE.get(grad.dtype, grad.dtype)
+        return _to(_to(grad, compute) * _to(g, compute), grad.dtype), *(None,) * 6
 
 
 def _plain(x: torch.Tensor) -> bool:
@@ -723,6 +642,8 @@ def kernel_for(
 
     def run(x: torch.Tensor, y: torch.Tensor, checked: bool) -> torch.Tensor | None:
         if x.numel() == 0 or x.dim() < 1 or not _plain(x):
+            return None
+        if y.requires_grad and torch.is_grad_enabled():  # its gradient: the formula's autodiff
             return None
         classes = x.shape[-1]
         if kernel.labels == "index" and ignore is not None and 0 <= ignore < classes:
