@@ -32,7 +32,7 @@ d sum / d x)`` (the gradient written into ``out`` when given), used when they do
 compute dtype (float32 for half precision inputs): sigmoid_bce, focal, asl and bce share
 their transcendentals between value and gradient, the cross-entropies and poly1 their
 softmax, and the backward keeps only the gradient (the logits' bytes) and multiplies it by
-g. On the CPU a large batch runs through ``fused`` block by block of rows (``_fused``), so
+g. On the CPU a large batch runs through ``fused`` block by block of rows (``_blocks``), so
 that a block's temporaries stay in the cache. Temporaries that die within a call come from
 ``_scratch`` on the CPU (see the comment there).
 """
@@ -537,49 +537,57 @@ def _taken(total: torch.Tensor, checks: list[torch.Tensor] | bool) -> bool:
 _BLOCK_ENTRIES = 2**19
 
 
-def _fused(
-    kernel: Kernel, x: torch.Tensor, y: torch.Tensor, params: Any, scale: float, compute: Any
+def _blocks(
+    kernel: Kernel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    params: Any,
+    scale: float,
+    compute: Any,
+    with_grad: bool,
 ) -> tuple[torch.Tensor, list[torch.Tensor] | bool, torch.Tensor | None]:
-    """``kernel.fused``'s (sum, checks, scale * gradient), the gradient in ``x``'s dtype. On the
-    CPU a batch of at least two blocks of rows runs block by block (each block's value and
-    checks are its own, summed and gathered; its gradient goes straight into its rows), and
-    stops at a block whose own read already declined the call."""
-    fused = kernel.fused
+    """With ``with_grad``, ``kernel.fused``'s (sum, checks, scale * gradient), the gradient in
+    ``x``'s dtype; else ``kernel.forward``'s (sum, checks, None). On the CPU a batch of at
+    least two blocks of rows runs block by block (each block's value and checks are its own,
+    summed and gathered; its gradient goes straight into its rows), and stops at a block whose
+    own read already declined the call."""
     index = kernel.labels == "index"  # class indices: one per row, never cast
 
-    def targets(t: torch.Tensor) -> torch.Tensor:
-        return t if index else _to(t, compute)
+    def run(xb: torch.Tensor, yb: torch.Tensor, out: torch.Tensor | None) -> Any:
+        xb, yb = _to(xb, compute), yb if index else _to(yb, compute)
+        if with_grad:
+            return kernel.fused(xb, yb, params, scale, out=out)
+        return (*kernel.forward(xb, yb, params), None)
 
     classes = x.shape[-1]
     rows = x.numel() // classes
     block = max(1, _BLOCK_ENTRIES // classes)
     if x.device.type != "cpu" or rows < 2 * block:
-        total, checks, grad = fused(_to(x, compute), targets(y), params, scale)
+        total, checks, grad = run(x, y, None)
         return total, checks, None if grad is None else _to(grad, x.dtype)
     x2, y2 = x.reshape(rows, classes), y.reshape(rows) if index else y.reshape(rows, classes)
-    grad = torch.empty((rows, classes), dtype=x.dtype)
+    grad = torch.empty((rows, classes), dtype=x.dtype) if with_grad else None
     direct = compute == x.dtype  # else each block's float32 gradient is converted into grad
     totals: list[torch.Tensor] = []
     gathered: list[torch.Tensor] = []
     read_itself = True  # every block read its own result (and took it)
     for start in range(0, rows, block):
         rows_of = slice(start, start + block)
-        out = grad[rows_of] if direct else None
-        total, checks, local = fused(
-            _to(x2[rows_of], compute), targets(y2[rows_of]), params, scale, out=out
-        )
-        if checks is False or local is None:
+        out = grad[rows_of] if grad is not None and direct else None
+        total, checks, local = run(x2[rows_of], y2[rows_of], out)
+        if checks is False or (with_grad and local is None):
             return total, False, None
-        if not direct:
+        if grad is not None and not direct:
             grad[rows_of].copy_(local)
         totals.append(total)
         if not isinstance(checks, bool):
             read_itself = False
             gathered.extend(checks)
     total = torch.stack(totals).sum()
+    grad = None if grad is None else grad.view(x.shape)
     if read_itself:
-        return total, True, grad.view(x.shape)
-    return total, [torch.stack(gathered).all()] if gathered else [], grad.view(x.shape)
+        return total, True, grad
+    return total, [torch.stack(gathered).all()] if gathered else [], grad
 
 
 class _KernelFunction(torch.autograd.Function):
@@ -593,13 +601,11 @@ class _KernelFunction(torch.autograd.Function):
         """``domain``: the targets' domain still needs checking (multi-hot targets that no
         validation read): a check of its own among the kernel's."""
         compute = _COMPUTE.get(x.dtype, x.dtype)
-        if ctx.needs_input_grad[0]:
-            total, checks, grad = _fused(kernel, x, y, params, scale, compute)
+        with_grad = ctx.needs_input_grad[0]
+        total, checks, grad = _blocks(kernel, x, y, params, scale, compute, with_grad)
+        if with_grad:
             # the gradient, in the logits' dtype (their bytes), is all the backward needs
             ctx.save_for_backward(grad)
-        else:
-            yc = y if kernel.labels == "index" else _to(y, compute)
-            total, checks = kernel.forward(_to(x, compute), yc, params)
         if domain and not isinstance(checks, bool):
             checks = [*checks, _unit_interval(y)]
         status[0] = _taken(total, checks)

@@ -396,11 +396,11 @@ FUSED = sorted(name for name, kernel in KERNELS.items() if kernel.fused is not N
     ],
 )
 def test_a_tiled_kernel_computes_what_the_whole_batch_does(monkeypatch, name, soft, dtype):
-    """On the CPU a batch of two blocks of rows or more runs block by block: each entry's
-    gradient is computed by the same operations (to the last bits: see below), and the value
-    is the same sum in another order. Blocks of 7 rows of 17 classes over 45 rows (a last
-    block of 3), with leading axes, and soft labels in one block only (sigmoid_bce takes
-    its soft form there)."""
+    """On the CPU a batch of two blocks of rows or more runs block by block, with a gradient
+    and without (evaluation): each entry's gradient is computed by the same operations (to
+    the last bits: see below), and the value is the same sum in another order. Blocks of 7
+    rows of 17 classes over 45 rows (a last block of 3), with leading axes, and soft labels
+    in one block only (sigmoid_bce takes its soft form there)."""
     from mlloss.backends import torch_kernels
 
     x, y = _inputs(name, dtype, shape=(45, 17), seed=3)
@@ -412,29 +412,39 @@ def test_a_tiled_kernel_computes_what_the_whole_batch_does(monkeypatch, name, so
     def run():
         leaf = x.clone().requires_grad_(True)
         value = loss._kernel(OPS)(leaf, y, True)  # the loss of the moment (see below)
-        assert value is not None  # the kernel took the call
+        evaluated = loss._kernel(OPS)(x, y, True)  # no gradient: the forward alone
+        assert value is not None and evaluated is not None  # the kernel took the calls
         value.backward()
-        return value.detach(), leaf.grad
+        return value.detach(), leaf.grad, evaluated
 
-    whole_value, whole_grad = run()
+    whole_value, whole_grad, whole_evaluated = run()
     blocks = []
-    original = KERNELS[name].fused
+    kernel = KERNELS[name]
 
-    def spy(xb, *args, **kwargs):
-        blocks.append(tuple(xb.shape))
-        return original(xb, *args, **kwargs)
+    def spy(fn, part):
+        def counted(xb, *args, **kwargs):
+            blocks.append((part, tuple(xb.shape)))
+            return fn(xb, *args, **kwargs)
 
-    monkeypatch.setitem(KERNELS, name, dataclasses.replace(KERNELS[name], fused=spy))
+        return counted
+
+    spied = dataclasses.replace(
+        kernel, fused=spy(kernel.fused, "fused"), forward=spy(kernel.forward, "forward")
+    )
+    monkeypatch.setitem(KERNELS, name, spied)
     monkeypatch.setattr(mlloss.loss, "_resolved", {})  # the loss resolved anew, with the spy
     monkeypatch.setattr(torch_kernels, "_BLOCK_ENTRIES", 7 * 17)
     loss = mlloss.get(name, backend="torch")
-    tiled_value, tiled_grad = run()
-    assert blocks == [(7, 17)] * 6 + [(3, 17)]
+    tiled_value, tiled_grad, tiled_evaluated = run()
+    shapes = [(7, 17)] * 6 + [(3, 17)]
+    assert blocks == [("fused", s) for s in shapes] + [("forward", s) for s in shapes]
     # the same operations per entry, but an entry may fall in a vectorized loop's scalar tail
     # in one split and not the other, where the transcendental functions round differently
     tolerance = 8 * torch.finfo(torch.float32 if dtype == torch.bfloat16 else dtype).eps
     _close(tiled_grad, whole_grad, tolerance)
     _close(tiled_value, whole_value, tolerance)
+    _close(tiled_evaluated, whole_evaluated, tolerance)
+    _close(tiled_evaluated, tiled_value, tolerance)
     assert tiled_value.dtype == dtype and tiled_grad.dtype == dtype
 
 
