@@ -563,11 +563,14 @@ def run(
     repeat: int = 7,
     progress: Callable[[str], None] | None = None,
     device: str = "cpu",
+    on_skip: Callable[[str], None] | None = None,
 ) -> list[Row]:
     """Every (loss, backend, shape, dtype) asked for, on ``device`` ("cpu" or "cuda"); float32,
     and float16 and bfloat16 on torch. Losses with extra heads are left out (they have no
-    framework counterpart). Raises ``ValueError`` for a device an installed backend asked for
-    cannot reach here."""
+    framework counterpart), and so is a pairwise loss at a shape whose N x C x C
+    intermediates would exhaust the memory (``on_skip`` hears why, once per loss and shape).
+    Raises ``ValueError`` for a device an installed backend asked for cannot reach here."""
+    told: set[tuple[str, tuple[int, int]]] = set()
     if device not in ("cpu", "cuda"):
         raise ValueError(f"bench: device expects 'cpu' or 'cuda'; got {device!r}")
     rows = []
@@ -588,11 +591,37 @@ def run(
         for shape in shapes:
             for dtype in dtypes:
                 for name in names:
+                    too_large = _too_large(name, shape)
+                    if too_large:
+                        if on_skip and (name, shape) not in told:
+                            told.add((name, shape))
+                            on_skip(too_large)
+                        continue
                     if progress:
                         progress(f"{name} {backend} {shape} {dtype}")
                     spec = mlloss.spec(name)
                     rows.append(RUNNERS[backend](spec, shape, dtype, repeat, device=device))
     return rows
+
+
+#: losses whose formula holds one entry per (positive, negative) pair of a sample: N x C x C
+_PAIRWISE = frozenset({"multilabel_hinge"})
+#: the most pair entries a bench step may hold (256 MB of float32 per intermediate)
+_PAIRS_BUDGET = 2**26
+
+
+def _too_large(name: str, shape: tuple[int, int]) -> str | None:
+    """Why (loss, shape) is left out of a bench run, or None: a pairwise loss's N x C x C
+    intermediates at thousands of classes would exhaust a machine's memory (4096x1000 is
+    4.1e9 pairs, 16 GB for each float32 intermediate), not measure anything."""
+    rows, classes = shape
+    pairs = rows * classes * classes
+    if name not in _PAIRWISE or pairs <= _PAIRS_BUDGET:
+        return None
+    return (
+        f"skipped: {name} at {rows}x{classes} holds {pairs:.1e} pairs (N x C x C), "
+        f"{4 * pairs / 2**30:.0f} GiB for each float32 intermediate"
+    )
 
 
 def table(rows: Sequence[Row]) -> str:

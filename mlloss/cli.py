@@ -248,7 +248,14 @@ def _bench(args: argparse.Namespace) -> int:
         except ValueError:
             raise ValueError(f"--shape expects NxC, like 4096x1000; got {args.shape}") from None
     losses = [mlloss.spec(n).name for n in args.loss] if args.loss else None
-    rows = bench.run(losses, args.backend, shapes, repeat=args.repeat, device=args.device)
+    rows = bench.run(
+        losses,
+        args.backend,
+        shapes,
+        repeat=args.repeat,
+        device=args.device,
+        on_skip=lambda why: print(why, file=sys.stderr),
+    )
     print(bench.table(rows))
     print(
         f"\nimport mlloss: {bench.import_ms():.1f} ms (median of 7 fresh interpreters, "

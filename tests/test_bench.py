@@ -193,3 +193,25 @@ def test_each_timed_call_of_a_large_input_starts_with_the_cache_flushed():
     flush()
     assert float(buffer[0]) == 1.0  # it writes the whole buffer
     assert float(buffer[-1]) == 1.0
+
+
+def test_a_pairwise_loss_is_left_out_where_its_pairs_would_exhaust_memory():
+    """multilabel_hinge holds N x C x C pairs: at 1024x1000 that is 4 GiB per intermediate,
+    so the run leaves it out with the reason (once per shape) instead of being killed; at
+    64x80 it runs."""
+    told = []
+    rows = bench.run(
+        ["multilabel_hinge"],
+        ["torch"],
+        [(8, 12), (1024, 1000)],
+        repeat=1,
+        on_skip=told.append,
+    )
+    assert {(r.shape, r.dtype) for r in rows} == {
+        ("8x12", dtype) for dtype in ("float32", "float16", "bfloat16")
+    }
+    assert told == [
+        "skipped: multilabel_hinge at 1024x1000 holds 1.0e+09 pairs (N x C x C), 4 GiB for "
+        "each float32 intermediate"
+    ]
+    assert bench._too_large("sigmoid_bce", (4096, 20000)) is None
