@@ -10,6 +10,11 @@ import tensorflow as tf
 
 from mlloss.ops import OpsBase
 
+try:  # TensorFlow's own test of whether a tape watches a tensor (see _watched)
+    from tensorflow.python.eager import record as _record
+except ImportError:  # pragma: no cover - a TensorFlow that moved it
+    _record = None
+
 
 class TensorflowOps(OpsBase):
     name = "tensorflow"
@@ -172,8 +177,4 @@ ops = TensorflowOps()
 def _watched(x: Any) -> bool:
     """Whether a tape records operations on ``x`` (TensorFlow's own test, not a public API:
     False where a release moves it)."""
-    try:
-        from tensorflow.python.eager import record
-    except ImportError:  # pragma: no cover - a TensorFlow that moved it
-        return False
-    return bool(record.should_record_backprop([x]))
+    return _record is not None and bool(_record.should_record_backprop([x]))

@@ -649,7 +649,7 @@ def kernel_for(
     def run(x: torch.Tensor, y: torch.Tensor, checked: bool) -> torch.Tensor | None:
         if x.numel() == 0 or x.dim() < 1 or not _plain(x):
             return None
-        if y.requires_grad and torch.is_grad_enabled():  # its gradient: the formula's autodiff
+        if ops.differentiable(y):  # the targets' gradient: the formula's autodiff
             return None
         classes = x.shape[-1]
         if kernel.labels == "index" and ignore is not None and 0 <= ignore < classes:

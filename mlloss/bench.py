@@ -17,6 +17,7 @@ compiled step (its temporaries and outputs), on TensorFlow from the CPU allocato
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import statistics
 import subprocess
@@ -84,6 +85,7 @@ class Row:
         }
 
 
+@functools.cache
 def _cache_bytes(level: int) -> int | None:
     """The size of this machine's level-``level`` data cache (cpu0's, from sysfs), or None
     where it does not say."""
