@@ -407,27 +407,39 @@ def _times_alpha_t_(w: torch.Tensor, y: torch.Tensor, alpha: float | None) -> fl
     return 1.0 - alpha
 
 
+def _focusing(z, gamma, weight, out=None):
+    """The focal family's shared core at a signed logit z, whose entry's loss is
+    s^gamma softplus(z), s = sigmoid(z): (softplus(z) written over z, s^gamma in ``weight``
+    (None when gamma is 0), and with ``out`` the loss's derivative in z, s^gamma [gamma
+    sigmoid(-z) softplus(z) + s], in ``out``; else None). Two sigmoids and a softplus in all,
+    where a forward and a backward apart compute three and two."""
+    if gamma == 0.0:
+        inner = None if out is None else torch.sigmoid(z, out=out)
+        return _softplus_(z), None, inner
+    inner = None if out is None else torch.neg(z, out=out).sigmoid_()  # sigmoid(-z), exact
+    torch.sigmoid(z, out=weight)
+    loss = _softplus_(z)
+    if inner is not None:  # gamma sigmoid(-z) softplus(z) + s, then times s^gamma
+        torch.addcmul(weight, inner, loss, value=gamma, out=inner)
+    _power_(weight, gamma)
+    if inner is not None:
+        inner.mul_(weight)
+    return loss, weight, inner
+
+
 def _focal_fused(x, y, p, scale, out=None):
     """The value and scale * its gradient together: alpha_t s^gamma softplus(z) and
     (1 - 2y) alpha_t s^gamma [gamma sigmoid(-z) softplus(z) + s], s = sigmoid(z), sharing z,
-    both sigmoids and the softplus (two sigmoids and a softplus in all, where forward and
-    backward apart compute three and two), in three logits-sized buffers."""
+    both sigmoids and the softplus (see _focusing), in three logits-sized buffers."""
     buffer, weight = _scratch(x, 2)
     torch.addcmul(y, y, y, value=-1.0, out=buffer)
     binary = _all_zero(buffer)
     z = _signed(x, y, out=buffer)
     gamma, alpha = p["gamma"], p["alpha"]
-    if gamma == 0.0:
-        grad = torch.sigmoid(z, out=out)
-        loss = _softplus_(z)
+    loss, weight, grad = _focusing(z, gamma, weight, _fresh(x, out))
+    if weight is None:
         total = _times_alpha_t_(loss, y, alpha) * loss.sum()
     else:
-        grad = torch.neg(z, out=out).sigmoid_()  # sigmoid(-z), exact where 1 - s is not
-        weight = torch.sigmoid(z, out=weight)
-        loss = _softplus_(z)
-        # gamma sigmoid(-z) softplus(z) + s, then s^gamma in place of s
-        grad = torch.addcmul(weight, grad, loss, value=gamma, out=grad)
-        grad.mul_(_power_(weight, gamma))
         total = _times_alpha_t_(weight, y, alpha) * _flat_dot(loss, weight)
     # (1 - 2y) alpha_t times the scale, into the softplus's buffer (read for the last time):
     # 1 - 2y without alpha, (1 - alpha) - y with it (y in {0, 1})
@@ -485,6 +497,163 @@ def _asl_supported(p):
     )
 
 
+# poly1_focal, splc, hill, bce_focal ------------------------------------------------------------
+
+
+def _binary(x, y):
+    """Whether every label is 0 or 1 (y - y^2 is 0 exactly there), as a 0-d tensor."""
+    (buffer,) = _scratch(x, 1)
+    return _all_zero(torch.addcmul(y, y, y, value=-1.0, out=buffer))
+
+
+def _forward_of(value: Callable[..., Any]) -> Forward:
+    """A kernel's forward from its ``value(x, y, p, out=None) -> (sum, checks, grad)``."""
+
+    def forward(x, y, p):
+        total, checks, _ = value(x, y, p)
+        return total, checks
+
+    return forward
+
+
+def _fused_of(value: Callable[..., Any]) -> Fused:
+    """A kernel's fused form from the same ``value``, which returns the scale-free gradient
+    and the factor to scale it by (alpha's constant, or 1) when it writes one."""
+
+    def fused(x, y, p, scale, out=None):
+        total, checks, (grad, factor) = value(x, y, p, out=_fresh(x, out))
+        return total, checks, grad.mul_(factor * scale)
+
+    return fused
+
+
+def _poly1_focal_value(x, y, p, out=None):
+    """Labels in {0, 1}: alpha_t s^g softplus(z) + eps s^(g + 1), s = sigmoid(z),
+    z = x (1 - 2y); with ``out``, its derivative (1 - 2y) s^g [alpha_t (s + g sigmoid(-z)
+    softplus(z)) + eps (g + 1) s sigmoid(-z)] (alpha_t = 1 without alpha)."""
+    eps, gamma, alpha = p["epsilon"], p["gamma"], p["alpha"]
+    binary = _binary(x, y)
+    buffers = _scratch(x, 3 if alpha is None else 4)
+    z, s, spare = buffers[:3]
+    _signed(x, y, out=z)
+    torch.sigmoid(z, out=s)
+    grad = None if out is None else torch.neg(z, out=out).sigmoid_()  # sigmoid(-z)
+    loss = _softplus_(z)
+    alpha_t = None
+    if alpha is not None:  # alpha_t = (1 - alpha) + (2 alpha - 1) y
+        alpha_t = torch.mul(y, 2.0 * alpha - 1.0, out=buffers[3]).add_(1.0 - alpha)
+        loss.mul_(alpha_t)
+    if grad is not None:
+        # sigmoid(-z) [g alpha_t softplus(z) + eps (g + 1) s] + alpha_t s
+        grad.mul_(torch.mul(loss, gamma, out=spare).add_(s, alpha=eps * (gamma + 1.0)))
+        if alpha_t is None:
+            grad.add_(s)
+        else:
+            grad.addcmul_(alpha_t, s)
+    loss.add_(s, alpha=eps)  # alpha_t softplus(z) + eps s
+    weight = _power_(s, gamma)
+    total = _flat_dot(loss, weight)
+    if grad is None:
+        return total, [binary], None
+    grad.mul_(weight).mul_(torch.mul(y, -2.0, out=spare).add_(1.0))
+    return total, [binary], (grad, 1.0)
+
+
+def _splc_value(x, y, p, out=None):
+    """Labels in {0, 1}: with z = x - m y, the pseudo-label t = 1 where y = 1 or sigmoid(z) >
+    tau, else 0 (a constant), and w = z (1 - 2t), the entry's loss is focal's at w:
+    s^g softplus(w), s = sigmoid(w), its derivative (1 - 2t) times the core's (_focusing)."""
+    gamma, tau = p["gamma"], p["tau"]
+    binary = _binary(x, y)
+    w, target, weight = _scratch(x, 3)
+    torch.add(x, y, alpha=-p["margin"], out=w)
+    # 1 where confident (tau rounded to the compute dtype, as in the formula's comparison)
+    torch.sigmoid(w, out=target).gt_(tau)
+    target.addcmul_(target, y, value=-1.0).add_(y)  # y = 1, or confident where y = 0
+    _signed(w, target, out=w)
+    loss, weight, grad = _focusing(w, gamma, weight, out)
+    total = loss.sum() if weight is None else _flat_dot(loss, weight)
+    if grad is None:
+        return total, [binary], None
+    return total, [binary], (grad.mul_(torch.mul(target, -2.0, out=loss).add_(1.0)), 1.0)
+
+
+def _splc_supported(p):
+    return 0.0 < p["tau"] < 1.0
+
+
+def _hill_value(x, y, p, out=None):
+    """Positives s^g softplus(v) at v = m - x, s = sigmoid(v) (the focal core at v, its
+    derivative in x the core's negated); negatives (lambda - q) q^2, q = sigmoid(x), its
+    derivative q^2 sigmoid(-x) (2 lambda - 3 q); mixed per entry by lerp (exact at y = 0 and
+    y = 1, and the loss is linear in y)."""
+    lamb, gamma = p["lamb"], p["gamma"]
+    v, square, q, rest = _scratch(x, 4)
+    torch.neg(x, out=v).add_(p["margin"])
+    positive, weight, d_positive = _focusing(v, gamma, square, out)
+    if weight is not None:  # s^g in square's buffer, read here for the last time
+        positive.mul_(weight)
+    torch.sigmoid(x, out=q)
+    torch.neg(q, out=rest).add_(lamb)  # lambda - q
+    torch.mul(q, q, out=square)
+    if d_positive is not None:
+        d_negative = torch.neg(x, out=q).sigmoid_().mul_(square)  # q^2 sigmoid(-x)
+    negative = square.mul_(rest)
+    total = torch.lerp(negative, positive, y, out=negative).sum()
+    if d_positive is None:
+        return total, [], None
+    d_negative.mul_(rest.mul_(3.0).sub_(lamb))  # 2 lambda - 3q = 3 (lambda - q) - lambda
+    d_negative.neg_()
+    return total, [], (torch.lerp(d_negative, d_positive, y, out=d_positive).neg_(), 1.0)
+
+
+def _bce_focal_value(x, y, p, out=None):
+    """Probabilities x in [0, 1] and labels in {0, 1}: alpha_t w^g (-log q_t) with
+    w = 1 - p_t = lerp(x, 1 - x, y) and q_t = lerp(1 - q, q, y), q = clip(x, eps, 1 - eps);
+    its derivative alpha_t w^(g - 1) [g (1 - 2y) (-log q_t) + w (1 - 2y) / q_t [q == x]]
+    (the clip passes no gradient outside its interval)."""
+    gamma, alpha, eps = p["gamma"], p["alpha"], p["eps"]
+    binary = _binary(x, y)
+    low, high = torch.aminmax(x)
+    unit = (low >= 0) & (high <= 1)  # else the focusing factor's clip at [0, 1] acts too
+    q, w, spare = _scratch(x, 3)
+    torch.clamp(x, eps, 1.0 - eps, out=q)
+    grad = None
+    if out is not None:  # (1 - 2y) / q_t where the clip passes x
+        grad = torch.eq(q, x, out=out)
+    torch.neg(q, out=w).add_(1.0)
+    q_t = torch.lerp(w, q, y, out=q)
+    if grad is not None:
+        grad.mul_(torch.mul(y, -2.0, out=w).add_(1.0)).div_(q_t)
+    bce = q_t.log_().neg_()
+    torch.neg(x, out=w).add_(1.0)
+    torch.lerp(x, w, y, out=w)  # w = 1 - p_t
+    if grad is not None:
+        if gamma != 0.0:  # g (1 - 2y) (-log q_t) + w d_bce, then times w^(g - 1)
+            grad.mul_(w).add_(torch.mul(y, -2.0 * gamma, out=spare).add_(gamma).mul_(bce))
+            if gamma != 1.0:
+                grad.mul_(torch.pow(w, gamma - 1.0, out=spare))
+    if gamma == 0.0:
+        factor = _times_alpha_t_(bce, y, alpha)
+        total = factor * bce.sum()
+    else:
+        factor = _times_alpha_t_(_power_(w, gamma), y, alpha)
+        total = factor * _flat_dot(bce, w)
+    checks = [binary, unit]
+    if grad is None:
+        return total, checks, None
+    if alpha is not None and alpha != 1.0:  # alpha_t / (1 - alpha) = 1 + b y
+        grad.addcmul_(grad, y, value=(2.0 * alpha - 1.0) / (1.0 - alpha))
+    elif alpha == 1.0:
+        grad.mul_(y)
+    return total, checks, (grad, factor)
+
+
+def _bce_focal_supported(p):
+    # gamma in (0, 1) has an infinite derivative at w = 0
+    return p["label_smoothing"] == 0.0 and (p["gamma"] == 0.0 or p["gamma"] >= 1.0)
+
+
 KERNELS: dict[str, Kernel] = {
     "sigmoid_bce": Kernel(_sigmoid_bce_forward, _sigmoid_bce_fused, _no_weights, own_domain=True),
     "multilabel_soft_margin": Kernel(
@@ -501,6 +670,22 @@ KERNELS: dict[str, Kernel] = {
     # focal's own check (labels 0 or 1) is stricter than the domain [0, 1]
     "focal": Kernel(_focal_forward, _focal_fused, _focal_supported, own_domain=True),
     "asl": Kernel(_asl_forward, _asl_fused, _asl_supported),
+    "poly1_focal": Kernel(
+        _forward_of(_poly1_focal_value),
+        _fused_of(_poly1_focal_value),
+        lambda p: True,
+        own_domain=True,
+    ),
+    "splc": Kernel(
+        _forward_of(_splc_value), _fused_of(_splc_value), _splc_supported, own_domain=True
+    ),
+    "hill": Kernel(_forward_of(_hill_value), _fused_of(_hill_value), lambda p: True),
+    "bce_focal": Kernel(
+        _forward_of(_bce_focal_value),
+        _fused_of(_bce_focal_value),
+        _bce_focal_supported,
+        own_domain=True,
+    ),
 }
 
 _COMPUTE = {torch.float16: torch.float32, torch.bfloat16: torch.float32}

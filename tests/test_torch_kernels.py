@@ -43,6 +43,18 @@ SETTINGS = [
     ("asl", {"clip": 0.1, "gamma_neg": 2.0}),
     ("asl", {"clip": 0.2, "gamma_neg": 1.0}),
     ("asl", {"gamma_neg": 3.0}),
+    ("poly1_focal", {}),
+    ("poly1_focal", {"alpha": 0.25, "gamma": 1.5, "epsilon": -0.5}),
+    ("poly1_focal", {"gamma": 0.0, "alpha": 1.0}),
+    ("splc", {}),
+    ("splc", {"gamma": 0.0, "tau": 0.3, "margin": 0.5}),
+    ("hill", {}),
+    ("hill", {"gamma": 0.0, "lamb": 1.0, "margin": 0.5}),
+    ("hill", {"gamma": 4.0}),
+    ("bce_focal", {}),
+    ("bce_focal", {"gamma": 0.0, "alpha": 0.3}),
+    ("bce_focal", {"gamma": 1.0, "alpha": 1.0}),
+    ("bce_focal", {"gamma": 3.0, "alpha": 0.25, "eps": 1e-3}),
 ]
 # relative tolerance of kernel against formula, both computed in the same dtype
 RTOL = {torch.float64: 1e-13, torch.float32: 2e-6, torch.bfloat16: 1e-2}
@@ -98,7 +110,7 @@ def test_kernel_equals_formula(name, params, dtype, reduction):
 
 
 @pytest.mark.parametrize(
-    "name", ["sigmoid_bce", "multilabel_soft_margin", "softmax_ce", "poly1", "asl"]
+    "name", ["sigmoid_bce", "multilabel_soft_margin", "softmax_ce", "poly1", "asl", "hill"]
 )
 def test_soft_labels(name):
     x, y = _inputs(name, torch.float64, soft=True)
@@ -137,6 +149,16 @@ def _fallback_cases():
         ("sigmoid_bce", {}, nan_x, y, "a NaN logit"),
         ("sigmoid_bce", {}, inf_x, y, "an infinite logit"),
         ("focal", {}, x, _inputs("focal", torch.float64, soft=True)[1], "soft labels"),
+        ("poly1_focal", {}, x, _inputs("focal", torch.float64, soft=True)[1], "soft labels"),
+        ("splc", {}, x, _inputs("splc", torch.float64, soft=True)[1], "soft labels"),
+        (
+            "bce_focal",
+            {},
+            x.clamp(0, 1),
+            _inputs("focal", torch.float64, soft=True)[1],
+            "soft labels",
+        ),
+        ("bce_focal", {"eps": 0.0}, x.clamp(0, 1), y, "a probability of 0 without a clip"),
         ("asl", {}, (x * 40).float(), y.float(), "a logit below the log-sigmoid range"),
         ("softmax_ce", {}, inf_x, y, "an infinite logit"),
         ("sparse_softmax_ce", {}, xi, yi_ignored, "an ignored sample"),
@@ -242,6 +264,9 @@ def test_an_ordinary_call_reads_the_device_once_in_the_kernel(monkeypatch, name,
         ("asl", {"clip": 0.0}),
         ("asl", {"stop_grad_weight": True}),
         ("softmax_ce", {"class_weight": [1.0] * 17}),
+        ("bce_focal", {"label_smoothing": 0.1}),
+        ("bce_focal", {"gamma": 0.5}),
+        ("splc", {"tau": 1.0}),
     ],
 )
 def test_settings_without_a_kernel(name, params):
@@ -382,17 +407,18 @@ def test_scratch_is_per_thread_and_shared_by_smaller_shapes():
 
 
 FUSED = sorted(name for name, kernel in KERNELS.items() if kernel.fused is not None)
+HARD_LABELS = ("focal", "poly1_focal", "splc", "bce_focal")
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(
     ("name", "soft"),
-    # focal's and asl's kernels take 0/1 labels only; class indices are never soft
+    # the focal family's kernels take 0/1 labels only; class indices are never soft
     [
         (name, soft)
         for name in FUSED
         for soft in (False, True)
-        if not soft or name not in ("focal", "asl", "sparse_softmax_ce")
+        if not soft or name not in HARD_LABELS + ("asl", "sparse_softmax_ce")
     ],
 )
 def test_a_tiled_kernel_computes_what_the_whole_batch_does(monkeypatch, name, soft, dtype):
