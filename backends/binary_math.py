@@ -27,32 +27,86 @@ from typing import Any
 Plain = Callable[[Any, Any], tuple[Any, Any]]
 
 
-def focal_plain(ops: Any, x: Any, y: Any, gamma: float, alpha: float | None) -> tuple[Any, Any]:
-    """``(values, gradient)`` of focal per entry, for labels in {0, 1} and finite logits."""
-    sign = 1.0 - 2.0 * y
-    z = x * sign
+def _focusing(ops: Any, z: Any, gamma: float) -> tuple[Any, Any, Any, Any]:
+    """At a signed logit z, the focal family's core s^gamma softplus(z), s = sigmoid(z), from
+    one exponential: ``(value, derivative in z, s, sigmoid(-z))``, the derivative s^gamma
+    [gamma sigmoid(-z) softplus(z) + s] (d/dz of s^gamma softplus(z) is gamma s^(gamma - 1)
+    s (1 - s) softplus(z) + s^gamma s); s^gamma is 1 for gamma = 0."""
     e = ops.exp(-ops.abs(z))
     log1p_e = ops.log1p(e)
     softplus = ops.maximum(z, 0.0) + log1p_e
     reciprocal = 1.0 / (1.0 + e)
     positive = z >= 0.0
-    s = ops.where(positive, reciprocal, e * reciprocal)  # sigmoid(z) = 1 - p_t
+    s = ops.where(positive, reciprocal, e * reciprocal)  # sigmoid(z)
+    r = ops.where(positive, e * reciprocal, reciprocal)  # sigmoid(-z)
     if gamma == 0.0:
-        values, local = softplus, sign * s
-    else:
-        r = ops.where(positive, e * reciprocal, reciprocal)  # sigmoid(-z) = p_t
-        if gamma == 1.0:
-            weight = s
-        elif gamma == 2.0:
-            weight = s * s
-        else:  # exp(gamma log s): no early underflow of a power of a small s
-            weight = ops.exp(gamma * (ops.minimum(z, 0.0) - log1p_e))
-        values = weight * softplus
-        local = sign * weight * (gamma * r * softplus + s)
-    if alpha is not None:  # alpha_t = (1 - alpha) + (2 alpha - 1) y
-        alpha_t = (1.0 - alpha) + (2.0 * alpha - 1.0) * y
+        return softplus, s, s, r
+    if gamma == 1.0:
+        weight = s
+    elif gamma == 2.0:
+        weight = s * s
+    else:  # exp(gamma log s): no early underflow of a power of a small s
+        weight = ops.exp(gamma * (ops.minimum(z, 0.0) - log1p_e))
+    return weight * softplus, weight * (gamma * r * softplus + s), weight * s, r
+
+
+def _alpha_t(y: Any, alpha: float | None) -> Any:
+    """alpha y + (1 - alpha)(1 - y) for labels in {0, 1}; None without class balancing."""
+    return None if alpha is None else (1.0 - alpha) + (2.0 * alpha - 1.0) * y
+
+
+def focal_plain(ops: Any, x: Any, y: Any, gamma: float, alpha: float | None) -> tuple[Any, Any]:
+    """``(values, gradient)`` of focal per entry, for labels in {0, 1} and finite logits."""
+    sign = 1.0 - 2.0 * y
+    values, local, _, _ = _focusing(ops, x * sign, gamma)
+    alpha_t = _alpha_t(y, alpha)
+    if alpha_t is not None:
         values, local = alpha_t * values, alpha_t * local
-    return values, local
+    return values, sign * local
+
+
+def poly1_focal_plain(
+    ops: Any, x: Any, y: Any, epsilon: float, gamma: float, alpha: float | None
+) -> tuple[Any, Any]:
+    """poly1_focal per entry, for labels in {0, 1} and finite logits: focal plus
+    epsilon s^(gamma + 1), whose derivative in z is epsilon (gamma + 1) s^(gamma + 1)
+    sigmoid(-z) = epsilon (gamma + 1) s^gamma s (1 - s)."""
+    sign = 1.0 - 2.0 * y
+    values, local, power, r = _focusing(ops, x * sign, gamma)  # power: s^(gamma + 1)
+    alpha_t = _alpha_t(y, alpha)
+    if alpha_t is not None:
+        values, local = alpha_t * values, alpha_t * local
+    return values + epsilon * power, sign * (local + epsilon * (gamma + 1.0) * power * r)
+
+
+def splc_plain(
+    ops: Any, x: Any, y: Any, tau: float, margin: float, gamma: float
+) -> tuple[Any, Any]:
+    """splc per entry, for labels in {0, 1} and finite logits: with z = x - m y and the
+    pseudo-label t (1 where y = 1 or sigmoid(z) > tau), focal's core at w = z (1 - 2t), its
+    derivative (1 - 2t) times the core's (t is a constant)."""
+    z = x - margin * y
+    target = ops.where((y > 0.5) | (ops.sigmoid(z) > tau), 1.0, ops.zeros_like(x))
+    sign = 1.0 - 2.0 * target
+    values, local, _, _ = _focusing(ops, z * sign, gamma)
+    return values, sign * local
+
+
+def hill_plain(
+    ops: Any, x: Any, y: Any, lamb: float, margin: float, gamma: float
+) -> tuple[Any, Any]:
+    """hill per entry, for labels in {0, 1} and finite logits: positives focal's core at
+    v = m - x (its derivative in x the core's negated), negatives (lambda - q) q^2,
+    q = sigmoid(x), whose derivative is q^2 sigmoid(-x) (2 lambda - 3 q)."""
+    positive, d_positive, _, _ = _focusing(ops, margin - x, gamma)
+    q = ops.sigmoid(x)
+    square = q * q
+    negative = (lamb - q) * square
+    d_negative = square * ops.sigmoid(-x) * (2.0 * lamb - 3.0 * q)
+    is_positive = y > 0.5
+    return ops.where(is_positive, positive, negative), ops.where(
+        is_positive, -d_positive, d_negative
+    )
 
 
 def asl_plain(ops: Any, x: Any, y: Any, gamma_neg: float, clip: float) -> tuple[Any, Any]:
@@ -114,11 +168,30 @@ def _asl(ops: Any, params: Mapping[str, Any]) -> Plain | None:
     return lambda x, y: asl_plain(ops, x, y, gamma_neg, clip)
 
 
+def _poly1_focal(ops: Any, params: Mapping[str, Any]) -> Plain:
+    epsilon, gamma, alpha = float(params["epsilon"]), float(params["gamma"]), params["alpha"]
+    alpha = None if alpha is None else float(alpha)
+    return lambda x, y: poly1_focal_plain(ops, x, y, epsilon, gamma, alpha)
+
+
+def _splc(ops: Any, params: Mapping[str, Any]) -> Plain:
+    tau, margin, gamma = float(params["tau"]), float(params["margin"]), float(params["gamma"])
+    return lambda x, y: splc_plain(ops, x, y, tau, margin, gamma)
+
+
+def _hill(ops: Any, params: Mapping[str, Any]) -> Plain:
+    lamb, margin, gamma = float(params["lamb"]), float(params["margin"]), float(params["gamma"])
+    return lambda x, y: hill_plain(ops, x, y, lamb, margin, gamma)
+
+
 #: the losses with a plain form: ``PLAIN[name](ops, params) -> plain(x, y) -> (values,
 #: gradient)`` for labels in {0, 1} and finite logits, or None for settings it does not cover
 PLAIN: dict[str, Callable[[Any, Mapping[str, Any]], Plain | None]] = {
     "focal": _focal,
     "asl": _asl,
+    "poly1_focal": _poly1_focal,
+    "splc": _splc,
+    "hill": _hill,
 }
 
 
@@ -133,4 +206,12 @@ def hard_labels(ops: Any, x: Any, y: Any) -> Any:
     return ops.sum(ops.abs(y * (1.0 - y)) + 0.0 * x) == 0.0
 
 
-__all__ = ["PLAIN", "asl_plain", "focal_plain", "hard_labels"]
+__all__ = [
+    "PLAIN",
+    "asl_plain",
+    "focal_plain",
+    "hard_labels",
+    "hill_plain",
+    "poly1_focal_plain",
+    "splc_plain",
+]

@@ -48,6 +48,18 @@ SETTINGS = [
     ("tensorflow", "bce", {}),
     ("tensorflow", "bce", {"label_smoothing": 0.1, "eps": 1e-3}),
 ]
+# the focal family's other plain forms (backends/binary_math.py): a whole-loss kernel only,
+# for a mean or a sum, on TensorFlow and JAX alike
+WHOLE_ONLY = [
+    ("poly1_focal", {}),
+    ("poly1_focal", {"alpha": 0.25, "gamma": 1.5, "epsilon": -0.5}),
+    ("poly1_focal", {"gamma": 0.0, "alpha": 1.0}),
+    ("splc", {}),
+    ("splc", {"gamma": 0.0, "tau": 0.3, "margin": 0.5}),
+    ("hill", {}),
+    ("hill", {"gamma": 0.0, "lamb": 1.0, "margin": 0.5}),
+    ("hill", {"gamma": 3.0}),
+]
 SHAPE = (12, 7)
 RTOL = {np.float64: 1e-13, np.float32: 2e-6}
 
@@ -352,7 +364,7 @@ def _whole_losses():
         for b, name, params in SETTINGS
         if b == "tensorflow" and name in reductions
         for reduction in reductions[name]
-    ]
+    ] + [(name, params, reduction) for name, params in WHOLE_ONLY for reduction in ("mean", "sum")]
 
 
 @pytest.mark.parametrize("name, params, reduction", _whole_losses(), ids=str)
@@ -385,7 +397,7 @@ def test_tensorflow_whole_loss_kernel_equals_formula(name, params, reduction, ed
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-@pytest.mark.parametrize("name", ["focal", "asl"])
+@pytest.mark.parametrize("name", ["focal", "asl", "poly1_focal", "splc", "hill"])
 @pytest.mark.parametrize("logit", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("label", [0.0, 1.0])
 def test_whole_loss_kernel_one_non_finite_logit_alone(backend, name, logit, label):
@@ -404,7 +416,7 @@ def test_whole_loss_kernel_one_non_finite_logit_alone(backend, name, logit, labe
         _close(got, expected, 1e-13)
 
 
-@pytest.mark.parametrize("name", ["focal", "asl"])
+@pytest.mark.parametrize("name", ["focal", "asl", "poly1_focal", "splc", "hill"])
 def test_tensorflow_focal_and_asl_take_the_plain_form_on_ordinary_batches(name, monkeypatch):
     """The plain form computes an ordinary batch: made wrong on purpose, it shows in the
     value; the spec's path computes a batch with a missing label."""
@@ -508,6 +520,7 @@ JAX_WHOLE = [
     ("asl", {"clip": 0.2, "gamma_neg": 1.0}),
     ("asl", {"gamma_neg": 2.5}),
     ("asl", {"clip": 0.5, "gamma_neg": 3.0}),
+    *WHOLE_ONLY,
 ]
 
 
