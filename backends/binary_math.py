@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mlloss.losses.binary import clip_bounds
+
 Plain = Callable[[Any, Any], tuple[Any, Any]]
 
 
@@ -168,6 +170,44 @@ def _asl(ops: Any, params: Mapping[str, Any]) -> Plain | None:
     return lambda x, y: asl_plain(ops, x, y, gamma_neg, clip)
 
 
+def bce_focal_plain(ops: Any, x: Any, y: Any, params: Mapping[str, Any]) -> tuple[Any, Any]:
+    """bce_focal per entry, for labels in {0, 1} and probabilities in [0, 1]: alpha_t w^g
+    (-log q_t) with w = 1 - p_t (x or 1 - x) and q_t the clipped probability of the label,
+    its derivative alpha_t (1 - 2y) [g w^(g - 1) (-log q_t) + w^g / q_t [q == x]] (the clip
+    passes no gradient outside its closed interval)."""
+    gamma, alpha = float(params["gamma"]), params["alpha"]
+    q = ops.clip(x, *clip_bounds(ops, x, params))
+    is_positive = y > 0.5
+    sign = 1.0 - 2.0 * y
+    q_t = ops.where(is_positive, q, 1.0 - q)
+    bce = -ops.log(q_t)
+    d_bce = ops.where(q == x, sign / q_t, ops.zeros_like(x))
+    if gamma == 0.0:
+        values, local = bce, d_bce
+    else:
+        w = ops.where(is_positive, 1.0 - x, x)
+        if gamma == 1.0:
+            lower = ops.zeros_like(x) + 1.0
+        elif gamma == 2.0:
+            lower = w
+        else:  # w^(g - 1) = exp((g - 1) log w): 0 at w = 0 for g > 1
+            lower = ops.exp((gamma - 1.0) * ops.log(w))
+        values = lower * w * bce
+        local = lower * (gamma * sign * bce + w * d_bce)
+    alpha_t = _alpha_t(y, None if alpha is None else float(alpha))
+    if alpha_t is not None:
+        values, local = alpha_t * values, alpha_t * local
+    return values, local
+
+
+def _bce_focal(ops: Any, params: Mapping[str, Any]) -> Plain | None:
+    """None with label smoothing (every label soft) or a gamma in (0, 1), whose derivative
+    at w = 0 is infinite."""
+    if params["label_smoothing"] or 0.0 < params["gamma"] < 1.0:
+        return None
+    return lambda x, y: bce_focal_plain(ops, x, y, params)
+
+
 def _poly1_focal(ops: Any, params: Mapping[str, Any]) -> Plain:
     epsilon, gamma, alpha = float(params["epsilon"]), float(params["gamma"]), params["alpha"]
     alpha = None if alpha is None else float(alpha)
@@ -192,6 +232,7 @@ PLAIN: dict[str, Callable[[Any, Mapping[str, Any]], Plain | None]] = {
     "poly1_focal": _poly1_focal,
     "splc": _splc,
     "hill": _hill,
+    "bce_focal": _bce_focal,
 }
 
 
@@ -206,12 +247,27 @@ def hard_labels(ops: Any, x: Any, y: Any) -> Any:
     return ops.sum(ops.abs(y * (1.0 - y)) + 0.0 * x) == 0.0
 
 
+def hard_labels_on_probabilities(ops: Any, x: Any, y: Any) -> Any:
+    """Whether every label is 0 or 1 and every probability in [0, 1] (so finite), as
+    :func:`hard_labels` tells it: one sum of non-negative terms, 0 exactly then."""
+    outside = ops.maximum(-x, 0.0) + ops.maximum(x - 1.0, 0.0)
+    return ops.sum(ops.abs(y * (1.0 - y)) + outside + 0.0 * x) == 0.0
+
+
+def holds(name: str) -> Callable[[Any, Any, Any], Any]:
+    """``check(ops, x, y)``: whether the plain form of ``name`` holds for a batch."""
+    return hard_labels_on_probabilities if name == "bce_focal" else hard_labels
+
+
 __all__ = [
     "PLAIN",
     "asl_plain",
+    "bce_focal_plain",
     "focal_plain",
     "hard_labels",
+    "hard_labels_on_probabilities",
     "hill_plain",
+    "holds",
     "poly1_focal_plain",
     "splc_plain",
 ]

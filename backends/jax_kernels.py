@@ -209,7 +209,12 @@ def _plain_sum(
     return total * scale, grad.reshape(x.shape)
 
 
-def _whole(plain: Plain, fallback: Callable[..., jax.Array], reduction: str):
+def _whole(
+    plain: Plain,
+    fallback: Callable[..., jax.Array],
+    reduction: str,
+    holds: Callable[..., Any] = binary_math.hard_labels,
+):
     """``fn(x, y) -> the reduced value``: the plain form where the batch allows it, else
     ``fallback(x, y)`` (the spec's path, reduced, in the compute dtype); a custom VJP whose
     backward multiplies the gradient the forward computed by the cotangent."""
@@ -226,7 +231,7 @@ def _whole(plain: Plain, fallback: Callable[..., jax.Array], reduction: str):
 
     def parts(x, y, with_grad):
         compute = jnp.float32 if x.dtype in _HALF else x.dtype
-        is_plain = binary_math.hard_labels(_ops(), x.astype(compute), y.astype(compute))
+        is_plain = holds(_ops(), x.astype(compute), y.astype(compute))
         if not with_grad:  # the value alone: neither branch computes a gradient
             return jax.lax.cond(
                 is_plain,
@@ -279,7 +284,7 @@ def fused_kernel(
     plain = build(_ops(), params)
     if plain is None:
         return None
-    fn = _whole(plain, fallback, reduction)
+    fn = _whole(plain, fallback, reduction, binary_math.holds(name))
 
     def run(x: jax.Array, y: jax.Array, checked: bool) -> jax.Array | None:
         if not _on_cpu() or jnp.size(x) == 0 or jnp.shape(y) != jnp.shape(x):

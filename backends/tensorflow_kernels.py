@@ -224,24 +224,27 @@ def _dense_step(params: Mapping[str, Any], epsilon: float, reduction: str):
 
 
 def _binary_step(
-    plain_form: Callable[..., Any], fallback: Callable[..., tf.Tensor], reduction: str
+    plain_form: Callable[..., Any],
+    fallback: Callable[..., tf.Tensor],
+    reduction: str,
+    holds: Callable[..., Any],
 ):
-    """``step(x, y) -> (value, gradient, plain)`` for focal or asl, one XLA computation: the
-    reduced value and its gradient for a cotangent of 1, in ``x``'s dtype (float16 and
-    bfloat16 computed in float32), and whether the plain form computed them.
+    """``step(x, y) -> (value, gradient, plain)`` for a loss of the focal family, one XLA
+    computation: the reduced value and its gradient for a cotangent of 1, in ``x``'s dtype
+    (float16 and bfloat16 computed in float32), and whether the plain form computed them.
 
     The plain form (backends/binary_math.py: one exponential, a log1p or two and a reciprocal
-    per entry, shared by the value and the gradient) applies where every label is 0 or 1 and
-    every logit finite; it is computed first, as XLA would otherwise write its temporaries out
+    per entry, shared by the value and the gradient) applies where ``holds(ops, x, y)``: every
+    label is 0 or 1 and every logit finite (every probability in [0, 1] for bce_focal); it is
+    computed first, as XLA would otherwise write its temporaries out
     for a branch to read. Any other batch takes ``fallback(x, y)``, the spec's own path
     (reduced), and its gradient, inside the same computation: one ``tf.cond``."""
-    from mlloss.backends import binary_math
     from mlloss.backends.tensorflow import ops
 
     def compute(x, y):
         out_dtype, xc = x.dtype, _compute_dtype(x)
         yc = tf.cast(y, xc.dtype)
-        plain = binary_math.hard_labels(ops, xc, yc)
+        plain = holds(ops, xc, yc)
         values, local = plain_form(xc, yc)
         total = tf.reduce_sum(values)
         if reduction != "sum":  # every entry observed: the mean over all of them (a size
@@ -518,7 +521,9 @@ def _binary_whole(
     if form is None or fallback is None or reduction not in ("mean", "sum"):
         return None
     plain = form(ops, params)
-    return None if plain is None else _binary_step(plain, fallback, reduction)
+    if plain is None:
+        return None
+    return _binary_step(plain, fallback, reduction, binary_math.holds(name))
 
 
 def fused_kernel(

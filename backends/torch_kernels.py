@@ -628,11 +628,11 @@ def _bce_focal_value(x, y, p, out=None):
     bce = q_t.log_().neg_()
     torch.neg(x, out=w).add_(1.0)
     torch.lerp(x, w, y, out=w)  # w = 1 - p_t
-    if grad is not None:
-        if gamma != 0.0:  # g (1 - 2y) (-log q_t) + w d_bce, then times w^(g - 1)
-            grad.mul_(w).add_(torch.mul(y, -2.0 * gamma, out=spare).add_(gamma).mul_(bce))
-            if gamma != 1.0:
-                grad.mul_(torch.pow(w, gamma - 1.0, out=spare))
+    if grad is not None and gamma != 0.0:
+        # g (1 - 2y) (-log q_t) + w d_bce, then times w^(g - 1)
+        grad.mul_(w).add_(torch.mul(y, -2.0 * gamma, out=spare).add_(gamma).mul_(bce))
+        if gamma != 1.0:
+            grad.mul_(torch.pow(w, gamma - 1.0, out=spare))
     if gamma == 0.0:
         factor = _times_alpha_t_(bce, y, alpha)
         total = factor * bce.sum()

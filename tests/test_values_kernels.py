@@ -59,6 +59,10 @@ WHOLE_ONLY = [
     ("hill", {}),
     ("hill", {"gamma": 0.0, "lamb": 1.0, "margin": 0.5}),
     ("hill", {"gamma": 3.0}),
+    ("bce_focal", {}),
+    ("bce_focal", {"gamma": 0.0, "alpha": 0.3}),
+    ("bce_focal", {"gamma": 1.0, "alpha": 1.0}),
+    ("bce_focal", {"gamma": 3.0, "alpha": 0.25, "eps": 1e-3}),
 ]
 SHAPE = (12, 7)
 RTOL = {np.float64: 1e-13, np.float32: 2e-6}
@@ -416,7 +420,7 @@ def test_whole_loss_kernel_one_non_finite_logit_alone(backend, name, logit, labe
         _close(got, expected, 1e-13)
 
 
-@pytest.mark.parametrize("name", ["focal", "asl", "poly1_focal", "splc", "hill"])
+@pytest.mark.parametrize("name", ["focal", "asl", "poly1_focal", "splc", "hill", "bce_focal"])
 def test_tensorflow_focal_and_asl_take_the_plain_form_on_ordinary_batches(name, monkeypatch):
     """The plain form computes an ordinary batch: made wrong on purpose, it shows in the
     value; the spec's path computes a batch with a missing label."""
