@@ -132,10 +132,10 @@ def _flat_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """sum_c a_c b_c for each row, shaped (..., 1), without an (N, C) temporary."""
-    classes = a.shape[-1]
-    out = torch.bmm(a.reshape(-1, 1, classes), b.reshape(-1, classes, 1))
-    return out.reshape(*a.shape[:-1], 1)
+    """sum_c a_c b_c for each row, shaped (..., 1). (A batched matmul of (1, C) by (C, 1),
+    which needs no (N, C) temporary, took 5x as long on the CPU: 0.31 against 0.06 ms for
+    524 x 1000 float32.)"""
+    return torch.linalg.vecdot(a, b, dim=-1).unsqueeze(-1)
 
 
 def _signed(x: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -654,6 +654,101 @@ def _bce_focal_supported(p):
     return p["label_smoothing"] == 0.0 and (p["gamma"] == 0.0 or p["gamma"] >= 1.0)
 
 
+# zlpr, lsep, bp_mll ----------------------------------------------------------------------------
+
+
+def _set_sums(x, y, e, other):
+    """For labels in {0, 1}, with z = x (1 - 2y) (a negative's logit, a positive's negated):
+    each row's shifts m_n and m_p, the largest z among its negatives and among its positives
+    (to rounding: any shift near the largest keeps exp(z - m) from overflow and the largest
+    term from underflow; where a set is empty, the row's smallest z); e = exp(z - m) with the
+    shift of each entry's set, split into the negatives' (in ``other``, 0 at positives) and
+    the positives' (in ``e``, 0 at negatives) by exact products; each set's sum of it (S_n,
+    S_p: at least about 1, 0 for an empty set), each row's shaped (..., 1); and whether every
+    logit is finite (a NaN or an infinity makes a row's smallest or largest z non-finite).
+    Every broadcast of a row's value is an addcmul or a sub (torch's CPU lerp and where are
+    several times slower with a broadcast operand)."""
+    z = _signed(x, y, out=e)
+    smallest = z.amin(dim=-1, keepdim=True)
+    # the negatives' z, the row's smallest at positives: z - z y + y smallest
+    stand_in = torch.addcmul(z, z, y, value=-1.0, out=other).addcmul_(y, smallest)
+    m_n = stand_in.amax(dim=-1, keepdim=True)
+    # the positives' z (to rounding), the row's smallest at negatives: z + smallest - the above
+    m_p = torch.sub(z, stand_in, out=other).add_(smallest).amax(dim=-1, keepdim=True)
+    finite = torch.isfinite(smallest.sum() + m_n.sum() + m_p.sum())
+    z.sub_(m_n).addcmul_(y, m_n - m_p).exp_()  # the shift m_n + y (m_p - m_n)
+    negatives = torch.addcmul(e, e, y, value=-1.0, out=other)  # e (1 - y), exact
+    positives = e.sub_(negatives)  # e y, exact
+    s_n = negatives.sum(dim=-1, keepdim=True)
+    s_p = positives.sum(dim=-1, keepdim=True)
+    return m_n, m_p, s_n, s_p, finite
+
+
+def _ranking_value(row_parts):
+    """A ranking kernel's value function from ``row_parts(m_n, m_p, s_n, s_p, y) -> (each
+    row's value, f_n, f_p)``: a negative's derivative is e^(z - m_n) f_n, a positive's
+    -e^(z - m_p) f_p (see _set_sums)."""
+
+    def value(x, y, p, out=None):
+        binary = _binary(x, y)
+        e, other = (_fresh(x, out), *_scratch(x, 1)) if out is not None else _scratch(x, 2)
+        m_n, m_p, s_n, s_p, finite = _set_sums(x, y, e, other)
+        rows, f_n, f_p = row_parts(m_n, m_p, s_n, s_p, y)
+        total = rows.sum()
+        if out is None:
+            return total, [binary, finite], None
+        grad = e.mul_(f_p.neg_()).add_(other.mul_(f_n))  # each entry has one nonzero term
+        return total, [binary, finite], (grad, 1.0)
+
+    return value
+
+
+def _present(s: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """``value`` where the set whose sum is ``s`` has an entry, 0 where it is empty."""
+    return torch.where(s > 0, value, 0.0)
+
+
+def _zlpr_rows(m_n, m_p, s_n, s_p, y):
+    """softplus(A_n) + softplus(A_p), A = m + log S = LSE of the set (-inf when empty); a
+    negative's derivative e^(x - softplus(A_n)), so f = exp(m - softplus(A))."""
+    a_n, a_p = m_n + s_n.log(), m_p + s_p.log()
+    softplus_n, softplus_p = _softplus_(a_n), _softplus_(a_p)
+    f_n = _present(s_n, torch.exp(m_n - softplus_n))
+    f_p = _present(s_p, torch.exp(m_p - softplus_p))
+    return softplus_n + softplus_p, f_n, f_p
+
+
+def _lsep_rows(m_n, m_p, s_n, s_p, y):
+    """softplus(L), L = A_n + A_p (LSE of the negatives' x plus that of the positives' -x);
+    a negative's derivative sigmoid(L) e^(x - A_n), so f_n = sigmoid(L) / S_n; 0 for a row
+    without a positive or without a negative."""
+    both = (s_n > 0) & (s_p > 0)
+    pairs = torch.where(both, m_n + m_p + (s_n * s_p).log(), -math.inf)
+    weight = torch.sigmoid(pairs)
+    f_n = torch.where(both, weight / s_n, 0.0)
+    f_p = torch.where(both, weight / s_p, 0.0)
+    return _softplus_(pairs), f_n, f_p
+
+
+def _bp_mll_rows(m_n, m_p, s_n, s_p, y):
+    """exp(A_n + A_p) / (n_pos n_neg); a negative's derivative e^x e^(A_p) / norm, so
+    f_n = exp(m_n + A_p - log norm); 0 for a row without a positive or without a
+    negative."""
+    positives = y.sum(dim=-1, keepdim=True)
+    both = (s_n > 0) & (s_p > 0)
+    norm = torch.where(both, positives * (y.shape[-1] - positives), 1.0).log_()
+    a_n, a_p = m_n + s_n.log(), m_p + s_p.log()
+    rows = torch.where(both, torch.exp(a_n + a_p - norm), 0.0)
+    f_n = torch.where(both, torch.exp(m_n + a_p - norm), 0.0)
+    f_p = torch.where(both, torch.exp(m_p + a_n - norm), 0.0)
+    return rows, f_n, f_p
+
+
+_zlpr_value = _ranking_value(_zlpr_rows)
+_lsep_value = _ranking_value(_lsep_rows)
+_bp_mll_value = _ranking_value(_bp_mll_rows)
+
+
 KERNELS: dict[str, Kernel] = {
     "sigmoid_bce": Kernel(_sigmoid_bce_forward, _sigmoid_bce_fused, _no_weights, own_domain=True),
     "multilabel_soft_margin": Kernel(
@@ -686,6 +781,15 @@ KERNELS: dict[str, Kernel] = {
         _bce_focal_supported,
         own_domain=True,
     ),
+    # the ranking losses: labels 0 or 1 (soft labels are thresholded or weighted: formula)
+    **{
+        name: Kernel(_forward_of(value), _fused_of(value), lambda p: True, own_domain=True)
+        for name, value in (
+            ("zlpr", _zlpr_value),
+            ("lsep", _lsep_value),
+            ("bp_mll", _bp_mll_value),
+        )
+    },
 }
 
 _COMPUTE = {torch.float16: torch.float32, torch.bfloat16: torch.float32}

@@ -55,6 +55,9 @@ SETTINGS = [
     ("bce_focal", {"gamma": 0.0, "alpha": 0.3}),
     ("bce_focal", {"gamma": 1.0, "alpha": 1.0}),
     ("bce_focal", {"gamma": 3.0, "alpha": 0.25, "eps": 1e-3}),
+    ("zlpr", {}),
+    ("lsep", {}),
+    ("bp_mll", {}),
 ]
 # relative tolerance of kernel against formula, both computed in the same dtype
 RTOL = {torch.float64: 1e-13, torch.float32: 2e-6, torch.bfloat16: 1e-2}
@@ -159,6 +162,9 @@ def _fallback_cases():
             "soft labels",
         ),
         ("bce_focal", {"eps": 0.0}, x.clamp(0, 1), y, "a probability of 0 without a clip"),
+        ("zlpr", {}, x, _inputs("zlpr", torch.float64, soft=True)[1], "soft labels"),
+        ("lsep", {}, x, _inputs("lsep", torch.float64, soft=True)[1], "soft labels"),
+        ("bp_mll", {}, -inf_x, y, "an infinite logit"),
         ("asl", {}, (x * 40).float(), y.float(), "a logit below the log-sigmoid range"),
         ("softmax_ce", {}, inf_x, y, "an infinite logit"),
         ("sparse_softmax_ce", {}, xi, yi_ignored, "an ignored sample"),
@@ -407,7 +413,7 @@ def test_scratch_is_per_thread_and_shared_by_smaller_shapes():
 
 
 FUSED = sorted(name for name, kernel in KERNELS.items() if kernel.fused is not None)
-HARD_LABELS = ("focal", "poly1_focal", "splc", "bce_focal")
+HARD_LABELS = ("focal", "poly1_focal", "splc", "bce_focal", "zlpr", "lsep", "bp_mll")
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
