@@ -259,7 +259,9 @@ def _bce_fused(x, y, p, scale, out=None):
     y = smooth_binary(y, p["label_smoothing"])
     q, one_minus, total, checks, grad = _bce_logs(x, y, p, out)
     torch.sub(q, y, out=grad).div_(one_minus.mul_(q))
-    return total, checks, grad.mul_(torch.eq(q, x)).mul_(scale)
+    # the mask as numbers, in a buffer read for the last time above (a product with a bool
+    # tensor is several times slower than with a float one on the CPU)
+    return total, checks, grad.mul_(torch.eq(q, x, out=one_minus)).mul_(scale)
 
 
 def _plain_bce(p):
@@ -749,6 +751,76 @@ _lsep_value = _ranking_value(_lsep_rows)
 _bp_mll_value = _ranking_value(_bp_mll_rows)
 
 
+# abs_kl, probability_ce, sparse_probability_ce (probabilities) --------------------------------
+
+
+def _abs_kl_value(x, y, p, out=None):
+    """sum (Q - P)(log Q - log P), P = max(y, eps), Q = max(x, eps) (the product of two
+    differences of one sign: |.| already); its derivative log Q - log P + 1 - P / Q where
+    the clip passes x (x >= eps), 0 below."""
+    eps = p["eps"]
+    target, q, log_ratio = _scratch(x, 3)
+    torch.clamp_min(y, eps, out=target)
+    torch.clamp_min(x, eps, out=q)
+    torch.log(q, out=log_ratio).sub_(torch.log(target))
+    if out is not None:  # (log Q - log P) + 1 - P / Q
+        grad = torch.add(log_ratio, 1.0, out=out).sub_(torch.div(target, q))
+    total = _flat_dot(q.sub_(target), log_ratio)
+    if out is None:
+        return total, [], None
+    return total, [], (grad.mul_(torch.ge(x, eps, out=target)), 1.0)  # 0 where x < eps
+
+
+def _probability_targets(y, p):
+    """The targets smoothed toward 1/C as the formula smooths them (every label observed)."""
+    s = p["label_smoothing"]
+    return y if not s else y * (1.0 - s) + s / y.shape[-1]
+
+
+def _probability_ce_value(x, y, p, out=None):
+    """-sum y' log clip(u, eps, 1 - eps), u = x / S (S the row's sum, 1 where it is not
+    positive); its derivative (sum_c y'_c m_c - y'_j m_j / u_j) / S, m where the clip passes
+    u (there u = q, the clipped value, which is never 0)."""
+    eps = p["eps"]
+    target = _probability_targets(y, p)
+    row = x.sum(dim=-1, keepdim=True)
+    checks = [torch.isfinite(row.sum())]  # a NaN or infinity in a row reaches its sum
+    row = torch.where(row > 0, row, 1.0)
+    u, q, log_q = _scratch(x, 3)
+    torch.div(x, row, out=u)
+    torch.clamp(u, eps, 1.0 - eps, out=q)
+    total = -_flat_dot(target, torch.log(q, out=log_q))
+    if out is None:
+        return total, checks, None
+    weighted = torch.eq(q, u, out=u).mul_(target)  # y' m: 1 where the clip passes u
+    grad = torch.div(weighted, q, out=out)
+    grad.neg_().add_(weighted.sum(dim=-1, keepdim=True)).div_(row)
+    return total, checks, (grad, 1.0)
+
+
+def _sparse_probability_ce_value(x, y, p, out=None):
+    """log sum_c q_c - log q_y, q = clip(x, eps, 1 - eps); its derivative (1 / sum_c q_c -
+    [c = y] / q_y) where the clip passes x, 0 outside."""
+    eps = p["eps"]
+    (q,) = _scratch(x, 1)
+    torch.clamp(x, eps, 1.0 - eps, out=q)
+    row = q.sum(dim=-1, keepdim=True)
+    index = y.unsqueeze(-1)
+    picked = q.gather(-1, index)
+    total = row.log().sum() - picked.log().sum()
+    # a NaN stays NaN through the clip (an infinity is clipped, as in the formula)
+    if out is None:
+        return total, [], None
+    grad = torch.eq(q, x, out=out)  # 1 where the clip passes x
+    at_label = grad.gather(-1, index).div_(picked).neg_()
+    grad.div_(row).scatter_add_(-1, index, at_label)
+    return total, [], (grad, 1.0)
+
+
+def _probability_supported(p):
+    return p["eps"] > 0.0 and p.get("class_weight") is None
+
+
 KERNELS: dict[str, Kernel] = {
     "sigmoid_bce": Kernel(_sigmoid_bce_forward, _sigmoid_bce_fused, _no_weights, own_domain=True),
     "multilabel_soft_margin": Kernel(
@@ -780,6 +852,18 @@ KERNELS: dict[str, Kernel] = {
         _fused_of(_bce_focal_value),
         _bce_focal_supported,
         own_domain=True,
+    ),
+    "abs_kl": Kernel(_forward_of(_abs_kl_value), _fused_of(_abs_kl_value), lambda p: True),
+    "probability_ce": Kernel(
+        _forward_of(_probability_ce_value),
+        _fused_of(_probability_ce_value),
+        _probability_supported,
+    ),
+    "sparse_probability_ce": Kernel(
+        _forward_of(_sparse_probability_ce_value),
+        _fused_of(_sparse_probability_ce_value),
+        _probability_supported,
+        labels="index",
     ),
     # the ranking losses: labels 0 or 1 (soft labels are thresholded or weighted: formula)
     **{

@@ -58,6 +58,12 @@ SETTINGS = [
     ("zlpr", {}),
     ("lsep", {}),
     ("bp_mll", {}),
+    ("abs_kl", {}),
+    ("abs_kl", {"eps": 0.05}),
+    ("probability_ce", {}),
+    ("probability_ce", {"label_smoothing": 0.2, "eps": 0.01}),
+    ("sparse_probability_ce", {}),
+    ("sparse_probability_ce", {"eps": 0.05}),
 ]
 # relative tolerance of kernel against formula, both computed in the same dtype
 RTOL = {torch.float64: 1e-13, torch.float32: 2e-6, torch.bfloat16: 1e-2}
@@ -165,6 +171,10 @@ def _fallback_cases():
         ("zlpr", {}, x, _inputs("zlpr", torch.float64, soft=True)[1], "soft labels"),
         ("lsep", {}, x, _inputs("lsep", torch.float64, soft=True)[1], "soft labels"),
         ("bp_mll", {}, -inf_x, y, "an infinite logit"),
+        ("probability_ce", {}, nan_x.clamp(0, 1), y, "a NaN probability"),
+        ("probability_ce", {}, inf_x.clamp(min=0), y, "an infinite probability"),
+        ("sparse_probability_ce", {}, nan_x.clamp(0, 1), yi, "a NaN probability"),
+        ("abs_kl", {}, nan_x.clamp(0, 1), y, "a NaN probability"),
         ("asl", {}, (x * 40).float(), y.float(), "a logit below the log-sigmoid range"),
         ("softmax_ce", {}, inf_x, y, "an infinite logit"),
         ("sparse_softmax_ce", {}, xi, yi_ignored, "an ignored sample"),
