@@ -71,6 +71,8 @@ class Kernel:
     supports: Callable[[Mapping[str, Any]], bool]
     per_sample_mean: bool = False  # multilabel_soft_margin: each sample's mean over classes
     labels: str = "unit"  # "unit": multi-hot in [0, 1]; "index": class indices in [0, C)
+    # each row's value depends on its row alone (so a batch may run block by block of rows)
+    rows_apart: bool = True
     # forward checks the targets' domain itself (among its checks): no separate pass first
     own_domain: bool = False
 
@@ -523,7 +525,10 @@ def _fused_of(value: Callable[..., Any]) -> Fused:
     and the factor to scale it by (alpha's constant, or 1) when it writes one."""
 
     def fused(x, y, p, scale, out=None):
-        total, checks, (grad, factor) = value(x, y, p, out=_fresh(x, out))
+        total, checks, found = value(x, y, p, out=_fresh(x, out))
+        if found is None:  # declined
+            return total, checks, None
+        grad, factor = found
         return total, checks, grad.mul_(factor * scale)
 
     return fused
@@ -659,42 +664,42 @@ def _bce_focal_supported(p):
 # zlpr, lsep, bp_mll ----------------------------------------------------------------------------
 
 
-def _set_sums(x, y, e, other):
-    """For labels in {0, 1}, with z = x (1 - 2y) (a negative's logit, a positive's negated):
-    each row's shifts m_n and m_p, the largest z among its negatives and among its positives
+def _set_sums(z, y, other, dim=-1):
+    """For labels in {0, 1} and z (in a scratch buffer, overwritten): along ``dim``, each
+    slice's shifts m_n and m_p, the largest z among its negatives and among its positives
     (to rounding: any shift near the largest keeps exp(z - m) from overflow and the largest
-    term from underflow; where a set is empty, the row's smallest z); e = exp(z - m) with the
-    shift of each entry's set, split into the negatives' (in ``other``, 0 at positives) and
-    the positives' (in ``e``, 0 at negatives) by exact products; each set's sum of it (S_n,
-    S_p: at least about 1, 0 for an empty set), each row's shaped (..., 1); and whether every
-    logit is finite (a NaN or an infinity makes a row's smallest or largest z non-finite).
-    Every broadcast of a row's value is an addcmul or a sub (torch's CPU lerp and where are
-    several times slower with a broadcast operand)."""
-    z = _signed(x, y, out=e)
-    smallest = z.amin(dim=-1, keepdim=True)
-    # the negatives' z, the row's smallest at positives: z - z y + y smallest
+    term from underflow; where a set is empty, the slice's smallest z); e = exp(z - m) with
+    the shift of each entry's set, split into the negatives' (in ``other``, 0 at positives)
+    and the positives' (in z's buffer, 0 at negatives) by exact products; each set's sum of
+    it (S_n, S_p: at least about 1, 0 for an empty set), each kept along ``dim``; and
+    whether every z is finite (a NaN or an infinity makes a slice's smallest or largest z
+    non-finite). Every broadcast of a slice's value is an addcmul or a sub (torch's CPU lerp
+    and where are several times slower with a broadcast operand)."""
+    smallest = z.amin(dim=dim, keepdim=True)
+    # the negatives' z, the smallest at positives: z - z y + y smallest
     stand_in = torch.addcmul(z, z, y, value=-1.0, out=other).addcmul_(y, smallest)
-    m_n = stand_in.amax(dim=-1, keepdim=True)
-    # the positives' z (to rounding), the row's smallest at negatives: z + smallest - the above
-    m_p = torch.sub(z, stand_in, out=other).add_(smallest).amax(dim=-1, keepdim=True)
+    m_n = stand_in.amax(dim=dim, keepdim=True)
+    # the positives' z (to rounding), the smallest at negatives: z + smallest - the above
+    m_p = torch.sub(z, stand_in, out=other).add_(smallest).amax(dim=dim, keepdim=True)
     finite = torch.isfinite(smallest.sum() + m_n.sum() + m_p.sum())
     z.sub_(m_n).addcmul_(y, m_n - m_p).exp_()  # the shift m_n + y (m_p - m_n)
-    negatives = torch.addcmul(e, e, y, value=-1.0, out=other)  # e (1 - y), exact
-    positives = e.sub_(negatives)  # e y, exact
-    s_n = negatives.sum(dim=-1, keepdim=True)
-    s_p = positives.sum(dim=-1, keepdim=True)
+    negatives = torch.addcmul(z, z, y, value=-1.0, out=other)  # e (1 - y), exact
+    positives = z.sub_(negatives)  # e y, exact
+    s_n = negatives.sum(dim=dim, keepdim=True)
+    s_p = positives.sum(dim=dim, keepdim=True)
     return m_n, m_p, s_n, s_p, finite
 
 
 def _ranking_value(row_parts):
     """A ranking kernel's value function from ``row_parts(m_n, m_p, s_n, s_p, y) -> (each
-    row's value, f_n, f_p)``: a negative's derivative is e^(z - m_n) f_n, a positive's
-    -e^(z - m_p) f_p (see _set_sums)."""
+    row's value, f_n, f_p)``: with z = x (1 - 2y) (a negative's logit, a positive's
+    negated), a negative's derivative is e^(z - m_n) f_n, a positive's -e^(z - m_p) f_p (see
+    _set_sums)."""
 
     def value(x, y, p, out=None):
         binary = _binary(x, y)
         e, other = (_fresh(x, out), *_scratch(x, 1)) if out is not None else _scratch(x, 2)
-        m_n, m_p, s_n, s_p, finite = _set_sums(x, y, e, other)
+        m_n, m_p, s_n, s_p, finite = _set_sums(_signed(x, y, out=e), y, other)
         rows, f_n, f_p = row_parts(m_n, m_p, s_n, s_p, y)
         total = rows.sum()
         if out is None:
@@ -744,6 +749,42 @@ def _bp_mll_rows(m_n, m_p, s_n, s_p, y):
     f_n = torch.where(both, torch.exp(m_n + a_p - norm), 0.0)
     f_p = torch.where(both, torch.exp(m_p + a_n - norm), 0.0)
     return rows, f_n, f_p
+
+
+def _two_way_value(x, y, p, out=None):
+    """The batch's value: for each axis (over samples for each class, then over classes for
+    each sample), the mean over the slices with a positive of softplus(L), L = tn LSE_neg(x /
+    tn) + tp LSE_pos(-x / tp) (-inf without a negative). With z = x / tn at negatives and
+    -x / tp at positives, L = tn (m_n + log S_n) + tp (m_p + log S_p), and a negative's
+    derivative is sigmoid(L) e^(z - m_n) / S_n, a positive's -sigmoid(L) e^(z - m_p) / S_p,
+    over the axis's count of slices."""
+    if x.dim() != 2:  # a single sample is a batch of one: the formula's
+        return x.new_zeros(()), False, None
+    tp, tn = p["tp"], p["tn"]
+    binary = _binary(x, y)
+    z, other = _scratch(x, 2)
+    total, checks = x.new_zeros(()), [binary]
+    for dim in (0, -1):
+        # the temperature signed by the label: tn at negatives, -tp at positives
+        torch.div(x, torch.mul(y, -(tn + tp), out=z).add_(tn), out=z)
+        m_n, m_p, s_n, s_p, finite = _set_sums(z, y, other, dim)
+        checks.append(finite)
+        has_positive = s_p > 0
+        both = has_positive & (s_n > 0)
+        pairs = torch.where(both, tn * (m_n + s_n.log()) + tp * (m_p + s_p.log()), -math.inf)
+        count = has_positive.sum().clamp_min(1)
+        total = total + _softplus_(pairs.clone()).sum() / count
+        if out is None:
+            continue
+        weight = torch.sigmoid(pairs).div_(count)
+        f_n = torch.where(both, weight / s_n, 0.0)
+        f_p = torch.where(both, weight / s_p, 0.0)
+        part = z.mul_(f_p.neg_()).add_(other.mul_(f_n))  # one nonzero term an entry
+        if dim == 0:
+            out.copy_(part)
+        else:
+            out.add_(part)
+    return total, checks, None if out is None else (out, 1.0)
 
 
 _zlpr_value = _ranking_value(_zlpr_rows)
@@ -874,6 +915,13 @@ KERNELS: dict[str, Kernel] = {
             ("bp_mll", _bp_mll_value),
         )
     },
+    "two_way": Kernel(
+        _forward_of(_two_way_value),
+        _fused_of(_two_way_value),
+        lambda p: True,
+        own_domain=True,
+        rows_apart=False,
+    ),
 }
 
 _COMPUTE = {torch.float16: torch.float32, torch.bfloat16: torch.float32}
@@ -935,7 +983,7 @@ def _blocks(
     classes = x.shape[-1]
     rows = x.numel() // classes
     block = max(1, _BLOCK_ENTRIES // classes)
-    if x.device.type != "cpu" or rows < 2 * block:
+    if x.device.type != "cpu" or rows < 2 * block or not kernel.rows_apart:
         total, checks, grad = run(x, y, None)
         return total, checks, None if grad is None else _to(grad, x.dtype)
     x2, y2 = x.reshape(rows, classes), y.reshape(rows) if index else y.reshape(rows, classes)
@@ -1030,7 +1078,7 @@ def kernel_for(
         # what the reduction divides the summed per-entry values by: a sample's mean over
         # its classes divides by C, a mean over entries or samples by their number
         over_classes = kernel.per_sample_mean or mean_over_classes
-        if reduction == "sum":
+        if reduction == "sum" or per == "batch":  # a batch's loss is one value
             divide = classes if over_classes else 1
         else:
             divide = x.numel() if per == "element" or over_classes else x.numel() // classes

@@ -64,6 +64,8 @@ SETTINGS = [
     ("probability_ce", {"label_smoothing": 0.2, "eps": 0.01}),
     ("sparse_probability_ce", {}),
     ("sparse_probability_ce", {"eps": 0.05}),
+    ("two_way", {}),
+    ("two_way", {"tp": 0.5, "tn": 2.0}),
 ]
 # relative tolerance of kernel against formula, both computed in the same dtype
 RTOL = {torch.float64: 1e-13, torch.float32: 2e-6, torch.bfloat16: 1e-2}
@@ -423,7 +425,7 @@ def test_scratch_is_per_thread_and_shared_by_smaller_shapes():
 
 
 FUSED = sorted(name for name, kernel in KERNELS.items() if kernel.fused is not None)
-HARD_LABELS = ("focal", "poly1_focal", "splc", "bce_focal", "zlpr", "lsep", "bp_mll")
+HARD_LABELS = ("focal", "poly1_focal", "splc", "bce_focal", "zlpr", "lsep", "bp_mll", "two_way")
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
@@ -434,7 +436,8 @@ HARD_LABELS = ("focal", "poly1_focal", "splc", "bce_focal", "zlpr", "lsep", "bp_
         (name, soft)
         for name in FUSED
         for soft in (False, True)
-        if not soft or name not in (*HARD_LABELS, "asl", "sparse_softmax_ce")
+        if KERNELS[name].rows_apart
+        and (not soft or name not in (*HARD_LABELS, "asl", "sparse_softmax_ce"))
     ],
 )
 def test_a_tiled_kernel_computes_what_the_whole_batch_does(monkeypatch, name, soft, dtype):
@@ -488,6 +491,28 @@ def test_a_tiled_kernel_computes_what_the_whole_batch_does(monkeypatch, name, so
     _close(tiled_evaluated, whole_evaluated, tolerance)
     _close(tiled_evaluated, tiled_value, tolerance)
     assert tiled_value.dtype == dtype and tiled_grad.dtype == dtype
+
+
+def test_a_batch_level_kernel_runs_whole(monkeypatch):
+    """two_way's value couples every row (its means over samples): however small the
+    blocks, it runs over the whole batch at once, and equals the formula."""
+    from mlloss.backends import torch_kernels
+
+    shapes = []
+    kernel = KERNELS["two_way"]
+
+    def spied(x, *args, **kwargs):
+        shapes.append(tuple(x.shape))
+        return kernel.fused(x, *args, **kwargs)
+
+    monkeypatch.setitem(KERNELS, "two_way", dataclasses.replace(kernel, fused=spied))
+    monkeypatch.setattr(mlloss.loss, "_resolved", {})
+    monkeypatch.setattr(torch_kernels, "_BLOCK_ENTRIES", 7 * 17)
+    x, y = _inputs("two_way", torch.float64, shape=(45, 17), seed=3)
+    _, (value, grad), (value_f, grad_f) = _both("two_way", {}, "mean", x, y)
+    assert shapes == [(45, 17)]
+    _close(value, value_f, 1e-13)
+    _close(grad, grad_f, 1e-13)
 
 
 @pytest.mark.parametrize("name", FUSED)
