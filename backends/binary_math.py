@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from mlloss.backends import ranking_math
 from mlloss.losses.binary import clip_bounds
 
 Plain = Callable[[Any, Any], tuple[Any, Any]]
@@ -233,6 +234,8 @@ PLAIN: dict[str, Callable[[Any, Mapping[str, Any]], Plain | None]] = {
     "splc": _splc,
     "hill": _hill,
     "bce_focal": _bce_focal,
+    # one value per row (shaped (..., 1)): backends/ranking_math.py
+    **ranking_math.PLAIN,
 }
 
 

@@ -214,14 +214,17 @@ def _whole(
     fallback: Callable[..., jax.Array],
     reduction: str,
     holds: Callable[..., Any] = binary_math.hard_labels,
+    per: str = "element",
 ):
     """``fn(x, y) -> the reduced value``: the plain form where the batch allows it, else
     ``fallback(x, y)`` (the spec's path, reduced, in the compute dtype); a custom VJP whose
     backward multiplies the gradient the forward computed by the cotangent."""
 
     def reduced(x, y, compute, with_grad):
-        # every entry observed: a mean is over all of them
-        scale = 1.0 if reduction == "sum" else 1.0 / x.size
+        # every entry observed: a mean is over all of them (over the rows for a loss per
+        # sample)
+        count = x.size if per == "element" else x.size // x.shape[-1]
+        scale = 1.0 if reduction == "sum" else 1.0 / count
         return _plain_sum(plain, x, y, compute, with_grad, scale)
 
     def general(x, y, compute):
@@ -277,14 +280,14 @@ def fused_kernel(
     reduced) for a batch its plain form does not hold for; or None when no kernel computes this
     loss with these settings."""
     build = WHOLE.get(name)
-    if build is None or fallback is None or mean_over_classes or per != "element":
+    if build is None or fallback is None or mean_over_classes or per == "batch":
         return None
     if reduction not in ("mean", "sum"):
         return None
     plain = build(_ops(), params)
     if plain is None:
         return None
-    fn = _whole(plain, fallback, reduction, binary_math.holds(name))
+    fn = _whole(plain, fallback, reduction, binary_math.holds(name), per)
 
     def run(x: jax.Array, y: jax.Array, checked: bool) -> jax.Array | None:
         if not _on_cpu() or jnp.size(x) == 0 or jnp.shape(y) != jnp.shape(x):

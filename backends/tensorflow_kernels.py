@@ -228,6 +228,7 @@ def _binary_step(
     fallback: Callable[..., tf.Tensor],
     reduction: str,
     holds: Callable[..., Any],
+    per: str = "element",
 ):
     """``step(x, y) -> (value, gradient, plain)`` for a loss of the focal family, one XLA
     computation: the reduced value and its gradient for a cotangent of 1, in ``x``'s dtype
@@ -247,9 +248,11 @@ def _binary_step(
         plain = holds(ops, xc, yc)
         values, local = plain_form(xc, yc)
         total = tf.reduce_sum(values)
-        if reduction != "sum":  # every entry observed: the mean over all of them (a size
-            # unknown when traced for any batch size; 0 for an empty batch, whose mean is 0)
-            count = tf.cast(tf.maximum(tf.size(xc), 1), xc.dtype)
+        if reduction != "sum":  # every entry observed: the mean over all of them, or over
+            # the rows for a loss per sample (a size unknown when traced for any batch size;
+            # 0 for an empty batch, whose mean is 0)
+            size = tf.size(xc) if per == "element" else tf.size(xc) // tf.shape(xc)[-1]
+            count = tf.cast(tf.maximum(size, 1), xc.dtype)
             total, local = total / count, local / count
         fast = total, local
 
@@ -510,7 +513,11 @@ WHOLE = {
 
 
 def _binary_whole(
-    name: str, params: Mapping[str, Any], reduction: str, fallback: Callable[..., tf.Tensor] | None
+    name: str,
+    params: Mapping[str, Any],
+    reduction: str,
+    fallback: Callable[..., tf.Tensor] | None,
+    per: str = "element",
 ):
     """focal's or asl's whole-loss step, or None: for the settings their plain form covers,
     reduced to a mean or a sum, with the spec's path to fall back on."""
@@ -523,7 +530,7 @@ def _binary_whole(
     plain = form(ops, params)
     if plain is None:
         return None
-    return _binary_step(plain, fallback, reduction, binary_math.holds(name))
+    return _binary_step(plain, fallback, reduction, binary_math.holds(name), per)
 
 
 def fused_kernel(
@@ -544,7 +551,7 @@ def fused_kernel(
     step = (
         build(params, reduction)
         if build is not None
-        else _binary_whole(name, params, reduction, fallback)
+        else _binary_whole(name, params, reduction, fallback, per)
     )
     if step is None:
         return None

@@ -63,6 +63,10 @@ WHOLE_ONLY = [
     ("bce_focal", {"gamma": 0.0, "alpha": 0.3}),
     ("bce_focal", {"gamma": 1.0, "alpha": 1.0}),
     ("bce_focal", {"gamma": 3.0, "alpha": 0.25, "eps": 1e-3}),
+    # the ranking losses (backends/ranking_math.py): one value per sample
+    ("zlpr", {}),
+    ("lsep", {}),
+    ("bp_mll", {}),
 ]
 SHAPE = (12, 7)
 RTOL = {np.float64: 1e-13, np.float32: 2e-6}
@@ -401,7 +405,7 @@ def test_tensorflow_whole_loss_kernel_equals_formula(name, params, reduction, ed
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-@pytest.mark.parametrize("name", ["focal", "asl", "poly1_focal", "splc", "hill"])
+@pytest.mark.parametrize("name", ["focal", "asl", "poly1_focal", "splc", "hill", "zlpr", "lsep"])
 @pytest.mark.parametrize("logit", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("label", [0.0, 1.0])
 def test_whole_loss_kernel_one_non_finite_logit_alone(backend, name, logit, label):
@@ -420,7 +424,9 @@ def test_whole_loss_kernel_one_non_finite_logit_alone(backend, name, logit, labe
         _close(got, expected, 1e-13)
 
 
-@pytest.mark.parametrize("name", ["focal", "asl", "poly1_focal", "splc", "hill", "bce_focal"])
+@pytest.mark.parametrize(
+    "name", ["focal", "asl", "poly1_focal", "splc", "hill", "bce_focal", "zlpr", "lsep", "bp_mll"]
+)
 def test_tensorflow_focal_and_asl_take_the_plain_form_on_ordinary_batches(name, monkeypatch):
     """The plain form computes an ordinary batch: made wrong on purpose, it shows in the
     value; the spec's path computes a batch with a missing label."""

@@ -1,0 +1,87 @@
+"""zlpr's, lsep's and bp_mll's value and gradient for hard labels, written once over a backend's
+ops for the compiled whole-loss kernels (JAX's ``jit``, jax_kernels; TensorFlow's XLA,
+tensorflow_kernels), beside the focal family's in backends/binary_math.py.
+
+For labels ``y`` in {0, 1} and finite logits, with ``z = x (1 - 2y)`` (a negative's logit, a
+positive's negated), each of the three losses is a function of each row's log-sum-exp of z over
+its negatives, ``A_n``, and over its positives, ``A_p`` (-inf for an empty set):
+
+- zlpr: ``softplus(A_n) + softplus(A_p)``; a negative's derivative ``exp(z - softplus(A_n))``,
+  a positive's ``-exp(z - softplus(A_p))``;
+- lsep: ``softplus(A_n + A_p)``; a negative's derivative ``sigmoid(L) exp(z - A_n)``, a
+  positive's ``-sigmoid(L) exp(z - A_p)``, ``L = A_n + A_p``; 0 for a row without a positive or
+  without a negative;
+- bp_mll: ``exp(A_n + A_p) / (n_pos n_neg)``; a negative's derivative
+  ``exp(z + A_p) / (n_pos n_neg)``, a positive's ``-exp(z + A_n) / (n_pos n_neg)``; 0 for a
+  row without a positive or without a negative.
+
+Every exponent is at most 0 but bp_mll's (whose value is that large), so nothing overflows. The
+spec's general formula (soft labels, missing labels, the limits at infinite logits) masks and
+shifts each set through its generic log-sum-exp and log-softmax, about three times the
+operations; the caller checks the batch (every label 0 or 1, every logit finite) and takes the
+spec's path for any batch that is not. Values are per row, shaped (..., 1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+Plain = Callable[[Any, Any], tuple[Any, Any]]
+
+
+def _set_logsums(ops: Any, x: Any, y: Any) -> tuple[Any, ...]:
+    """``(z, positive, A_n, A_p)`` for hard labels: each row's log-sum-exp over each set,
+    shaped (..., 1), from one exponential of z shifted by its own set's largest."""
+    positive = y > 0.5
+    z = x * (1.0 - 2.0 * y)
+    below = float("-inf")
+    m_n = ops.max(ops.where(positive, below, z), axis=-1, keepdims=True)
+    m_p = ops.max(ops.where(positive, z, below), axis=-1, keepdims=True)
+    # an empty set's largest is -inf: shift it by 0 (its sum is 0 whatever the shift)
+    m_n = ops.where(m_n > below, m_n, 0.0)
+    m_p = ops.where(m_p > below, m_p, 0.0)
+    e = ops.exp(z - ops.where(positive, m_p, m_n))
+    s_n = ops.sum(ops.where(positive, 0.0, e), axis=-1, keepdims=True)
+    s_p = ops.sum(ops.where(positive, e, 0.0), axis=-1, keepdims=True)
+    return z, positive, m_n + ops.log(s_n), m_p + ops.log(s_p)
+
+
+def zlpr_plain(ops: Any, x: Any, y: Any) -> tuple[Any, Any]:
+    z, positive, a_n, a_p = _set_logsums(ops, x, y)
+    softplus_n, softplus_p = ops.softplus(a_n), ops.softplus(a_p)
+    grad = ops.exp(z - ops.where(positive, softplus_p, softplus_n))
+    return softplus_n + softplus_p, ops.where(positive, -grad, grad)
+
+
+def lsep_plain(ops: Any, x: Any, y: Any) -> tuple[Any, Any]:
+    z, positive, a_n, a_p = _set_logsums(ops, x, y)
+    both = (a_n > float("-inf")) & (a_p > float("-inf"))
+    pairs = ops.where(both, a_n + a_p, float("-inf"))
+    # sigmoid(L) exp(z - A) = exp(z - A + log sigmoid(L)); a row without both sets has none
+    exponent = z - ops.where(positive, a_p, a_n) + ops.log_sigmoid(pairs)
+    grad = ops.where(both, ops.exp(ops.where(both, exponent, 0.0)), 0.0)
+    return ops.softplus(pairs), ops.where(positive, -grad, grad)
+
+
+def bp_mll_plain(ops: Any, x: Any, y: Any) -> tuple[Any, Any]:
+    z, positive, a_n, a_p = _set_logsums(ops, x, y)
+    both = (a_n > float("-inf")) & (a_p > float("-inf"))
+    count = ops.sum(ops.where(positive, 1.0, ops.zeros_like(x)), axis=-1, keepdims=True)
+    norm = ops.where(both, count * (x.shape[-1] - count), 1.0)
+    log_norm = ops.log(norm)
+    value = ops.where(both, ops.exp(ops.where(both, a_n + a_p, 0.0) - log_norm), 0.0)
+    exponent = z + ops.where(positive, a_n, a_p) - log_norm
+    grad = ops.where(both, ops.exp(ops.where(both, exponent, 0.0)), 0.0)
+    return value, ops.where(positive, -grad, grad)
+
+
+#: the ranking losses with a plain form (one value per row): ``PLAIN[name](ops, params) ->
+#: plain(x, y) -> (values shaped (..., 1), gradient)`` for labels in {0, 1} and finite logits
+PLAIN: dict[str, Callable[[Any, Mapping[str, Any]], Plain | None]] = {
+    "zlpr": lambda ops, params: lambda x, y: zlpr_plain(ops, x, y),
+    "lsep": lambda ops, params: lambda x, y: lsep_plain(ops, x, y),
+    "bp_mll": lambda ops, params: lambda x, y: bp_mll_plain(ops, x, y),
+}
+
+__all__ = ["PLAIN", "bp_mll_plain", "lsep_plain", "zlpr_plain"]
