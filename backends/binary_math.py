@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mlloss.backends import ranking_math
+from mlloss.backends import probability_math, ranking_math
 from mlloss.losses.binary import clip_bounds
 
 Plain = Callable[[Any, Any], tuple[Any, Any]]
@@ -234,8 +234,9 @@ PLAIN: dict[str, Callable[[Any, Mapping[str, Any]], Plain | None]] = {
     "splc": _splc,
     "hill": _hill,
     "bce_focal": _bce_focal,
-    # one value per row (shaped (..., 1)): backends/ranking_math.py
+    # one value per row (shaped (..., 1)): backends/ranking_math.py, probability_math.py
     **ranking_math.PLAIN,
+    **probability_math.PLAIN,
 }
 
 
@@ -259,6 +260,8 @@ def hard_labels_on_probabilities(ops: Any, x: Any, y: Any) -> Any:
 
 def holds(name: str) -> Callable[[Any, Any, Any], Any]:
     """``check(ops, x, y)``: whether the plain form of ``name`` holds for a batch."""
+    if name in probability_math.PLAIN:  # any target in [0, 1], none missing
+        return probability_math.observed
     return hard_labels_on_probabilities if name == "bce_focal" else hard_labels
 
 

@@ -67,6 +67,11 @@ WHOLE_ONLY = [
     ("zlpr", {}),
     ("lsep", {}),
     ("bp_mll", {}),
+    # the probability losses (backends/probability_math.py): soft targets too
+    ("probability_ce", {}),
+    ("probability_ce", {"label_smoothing": 0.2, "eps": 0.01}),
+    ("abs_kl", {}),
+    ("abs_kl", {"eps": 0.05}),
 ]
 SHAPE = (12, 7)
 RTOL = {np.float64: 1e-13, np.float32: 2e-6}
@@ -425,7 +430,20 @@ def test_whole_loss_kernel_one_non_finite_logit_alone(backend, name, logit, labe
 
 
 @pytest.mark.parametrize(
-    "name", ["focal", "asl", "poly1_focal", "splc", "hill", "bce_focal", "zlpr", "lsep", "bp_mll"]
+    "name",
+    [
+        "focal",
+        "asl",
+        "poly1_focal",
+        "splc",
+        "hill",
+        "bce_focal",
+        "zlpr",
+        "lsep",
+        "bp_mll",
+        "probability_ce",
+        "abs_kl",
+    ],
 )
 def test_tensorflow_focal_and_asl_take_the_plain_form_on_ordinary_batches(name, monkeypatch):
     """The plain form computes an ordinary batch: made wrong on purpose, it shows in the
