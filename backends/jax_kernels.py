@@ -172,7 +172,13 @@ def _on_cpu() -> bool:
 
 
 def _plain_sum(
-    plain: Plain, x: jax.Array, y: jax.Array, compute: Any, with_grad: bool, scale: float
+    plain: Plain,
+    x: jax.Array,
+    y: jax.Array,
+    compute: Any,
+    with_grad: bool,
+    scale: float,
+    tiled: bool = True,
 ):
     """``(scale * sum of the values, scale * gradient or None)`` of the plain form, in
     ``compute`` and (the gradient) ``x``'s dtype. On the CPU, block by block of rows (a
@@ -182,7 +188,7 @@ def _plain_sum(
     classes = x.shape[-1]
     rows = x.size // classes
     block = max(1, _BLOCK_ENTRIES // classes)
-    if rows <= block:
+    if rows <= block or not tiled:
         values, local = plain(x.astype(compute), y.astype(compute))
         return jnp.sum(values) * scale, ((local * scale).astype(x.dtype) if with_grad else None)
     x2, y2 = x.reshape(rows, classes), y.reshape(rows, classes)
@@ -223,9 +229,10 @@ def _whole(
     def reduced(x, y, compute, with_grad):
         # every entry observed: a mean is over all of them (over the rows for a loss per
         # sample)
-        count = x.size if per == "element" else x.size // x.shape[-1]
+        count = {"element": x.size, "sample": x.size // x.shape[-1]}.get(per, 1)
         scale = 1.0 if reduction == "sum" else 1.0 / count
-        return _plain_sum(plain, x, y, compute, with_grad, scale)
+        # a batch's one value couples its rows: never block by block
+        return _plain_sum(plain, x, y, compute, with_grad, scale, tiled=per != "batch")
 
     def general(x, y, compute):
         value, pullback = jax.vjp(lambda v: fallback(v, y), x)
@@ -280,7 +287,7 @@ def fused_kernel(
     reduced) for a batch its plain form does not hold for; or None when no kernel computes this
     loss with these settings."""
     build = WHOLE.get(name)
-    if build is None or fallback is None or mean_over_classes or per == "batch":
+    if build is None or fallback is None or mean_over_classes:
         return None
     if reduction not in ("mean", "sum"):
         return None
@@ -291,6 +298,8 @@ def fused_kernel(
 
     def run(x: jax.Array, y: jax.Array, checked: bool) -> jax.Array | None:
         if not _on_cpu() or jnp.size(x) == 0 or jnp.shape(y) != jnp.shape(x):
+            return None
+        if per == "batch" and jnp.ndim(x) != 2:  # a single sample is a batch of one
             return None
         return fn(x, y)
 

@@ -19,7 +19,8 @@ Every exponent is at most 0 but bp_mll's (whose value is that large), so nothing
 spec's general formula (soft labels, missing labels, the limits at infinite logits) masks and
 shifts each set through its generic log-sum-exp and log-softmax, about three times the
 operations; the caller checks the batch (every label 0 or 1, every logit finite) and takes the
-spec's path for any batch that is not. Values are per row, shaped (..., 1).
+spec's path for any batch that is not. Values are per row, shaped (..., 1). two_way (one value
+for the batch, from the same log-sum-exps along both axes) is here too.
 """
 
 from __future__ import annotations
@@ -76,12 +77,46 @@ def bp_mll_plain(ops: Any, x: Any, y: Any) -> tuple[Any, Any]:
     return value, ops.where(positive, -grad, grad)
 
 
+def two_way_plain(ops: Any, x: Any, y: Any, tp: float, tn: float) -> tuple[Any, Any]:
+    """two_way's one value for the batch and its gradient, for hard labels and finite logits:
+    along each axis (over samples for each class, then over classes for each sample), with
+    z = x / tn at negatives and -x / tp at positives, L = tn A_n + tp A_p (A: the set's
+    log-sum-exp of z), the mean of softplus(L) over the slices with a positive; a negative's
+    derivative sigmoid(L) exp(z - A_n), a positive's -sigmoid(L) exp(z - A_p), over that
+    count (0 for a slice without a positive or without a negative)."""
+    positive = y > 0.5
+    z = ops.where(positive, -x / tp, x / tn)
+    below = float("-inf")
+    total, grad = 0.0, ops.zeros_like(x)
+    for axis in (0, 1):
+        m_n = ops.max(ops.where(positive, below, z), axis=axis, keepdims=True)
+        m_p = ops.max(ops.where(positive, z, below), axis=axis, keepdims=True)
+        m_n = ops.where(m_n > below, m_n, 0.0)
+        m_p = ops.where(m_p > below, m_p, 0.0)
+        e = ops.exp(z - ops.where(positive, m_p, m_n))
+        a_n = m_n + ops.log(ops.sum(ops.where(positive, 0.0, e), axis=axis, keepdims=True))
+        a_p = m_p + ops.log(ops.sum(ops.where(positive, e, 0.0), axis=axis, keepdims=True))
+        has_positive = a_p > below
+        both = has_positive & (a_n > below)
+        pairs = ops.where(both, tn * a_n + tp * a_p, below)
+        count = ops.maximum(ops.sum(ops.where(has_positive, 1.0, ops.zeros_like(a_p))), 1.0)
+        total = total + ops.sum(ops.softplus(pairs)) / count
+        exponent = z - ops.where(positive, a_p, a_n) + ops.log_sigmoid(pairs)
+        d = ops.where(both, ops.exp(ops.where(both, exponent, 0.0)), 0.0) / count
+        grad = grad + ops.where(positive, -d, d)
+    return total, grad
+
+
 #: the ranking losses with a plain form (one value per row): ``PLAIN[name](ops, params) ->
 #: plain(x, y) -> (values shaped (..., 1), gradient)`` for labels in {0, 1} and finite logits
 PLAIN: dict[str, Callable[[Any, Mapping[str, Any]], Plain | None]] = {
     "zlpr": lambda ops, params: lambda x, y: zlpr_plain(ops, x, y),
     "lsep": lambda ops, params: lambda x, y: lsep_plain(ops, x, y),
     "bp_mll": lambda ops, params: lambda x, y: bp_mll_plain(ops, x, y),
+    # one value for the batch
+    "two_way": lambda ops, params: (
+        lambda x, y: two_way_plain(ops, x, y, float(params["tp"]), float(params["tn"]))
+    ),
 }
 
-__all__ = ["PLAIN", "bp_mll_plain", "lsep_plain", "zlpr_plain"]
+__all__ = ["PLAIN", "bp_mll_plain", "lsep_plain", "two_way_plain", "zlpr_plain"]

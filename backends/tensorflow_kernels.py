@@ -251,7 +251,9 @@ def _binary_step(
         if reduction != "sum":  # every entry observed: the mean over all of them, or over
             # the rows for a loss per sample (a size unknown when traced for any batch size;
             # 0 for an empty batch, whose mean is 0)
-            size = tf.size(xc) if per == "element" else tf.size(xc) // tf.shape(xc)[-1]
+            size = {"element": tf.size(xc), "sample": tf.size(xc) // tf.shape(xc)[-1]}.get(
+                per, 1
+            )  # a batch's loss is one value
             count = tf.cast(tf.maximum(size, 1), xc.dtype)
             total, local = total / count, local / count
         fast = total, local

@@ -67,6 +67,8 @@ WHOLE_ONLY = [
     ("zlpr", {}),
     ("lsep", {}),
     ("bp_mll", {}),
+    ("two_way", {}),
+    ("two_way", {"tp": 0.5, "tn": 2.0}),
     # the probability losses (backends/probability_math.py): soft targets too
     ("probability_ce", {}),
     ("probability_ce", {"label_smoothing": 0.2, "eps": 0.01}),
