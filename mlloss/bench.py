@@ -593,7 +593,7 @@ def run(
         for shape in shapes:
             for dtype in dtypes:
                 for name in names:
-                    too_large = _too_large(name, shape)
+                    too_large = _too_large(name, shape, backend)
                     if too_large:
                         if on_skip and (name, shape) not in told:
                             told.add((name, shape))
@@ -608,21 +608,24 @@ def run(
 
 #: losses whose formula holds one entry per (positive, negative) pair of a sample: N x C x C
 _PAIRWISE = frozenset({"multilabel_hinge"})
+#: the backends that compute a pairwise loss without its pairs (torch's kernel sorts each row)
+_UNPAIRED = frozenset({"torch"})
 #: the most pair entries a bench step may hold (256 MB of float32 per intermediate)
 _PAIRS_BUDGET = 2**26
 
 
-def _too_large(name: str, shape: tuple[int, int]) -> str | None:
-    """Why (loss, shape) is left out of a bench run, or None: a pairwise loss's N x C x C
-    intermediates at thousands of classes would exhaust a machine's memory (4096x1000 is
-    4.1e9 pairs, 16 GB for each float32 intermediate), not measure anything."""
+def _too_large(name: str, shape: tuple[int, int], backend: str) -> str | None:
+    """Why (loss, shape) is left out of a bench run on ``backend``, or None: a pairwise
+    loss's N x C x C intermediates at thousands of classes would exhaust a machine's memory
+    (4096x1000 is 4.1e9 pairs, 16 GB for each float32 intermediate), not measure anything.
+    torch's kernel holds no pairs (backends/torch_kernels.py)."""
     rows, classes = shape
     pairs = rows * classes * classes
-    if name not in _PAIRWISE or pairs <= _PAIRS_BUDGET:
+    if name not in _PAIRWISE or pairs <= _PAIRS_BUDGET or backend in _UNPAIRED:
         return None
     return (
-        f"skipped: {name} at {rows}x{classes} holds {pairs:.1e} pairs (N x C x C), "
-        f"{4 * pairs / 2**30:.0f} GiB for each float32 intermediate"
+        f"skipped: {name} on {backend} at {rows}x{classes} holds {pairs:.1e} pairs "
+        f"(N x C x C), {4 * pairs / 2**30:.0f} GiB for each float32 intermediate"
     )
 
 

@@ -66,6 +66,8 @@ SETTINGS = [
     ("sparse_probability_ce", {"eps": 0.05}),
     ("two_way", {}),
     ("two_way", {"tp": 0.5, "tn": 2.0}),
+    ("multilabel_hinge", {}),
+    ("multilabel_hinge", {"margin": 0.3}),
 ]
 # relative tolerance of kernel against formula, both computed in the same dtype
 RTOL = {torch.float64: 1e-13, torch.float32: 2e-6, torch.bfloat16: 1e-2}
@@ -177,6 +179,8 @@ def _fallback_cases():
         ("probability_ce", {}, inf_x.clamp(min=0), y, "an infinite probability"),
         ("sparse_probability_ce", {}, nan_x.clamp(0, 1), yi, "a NaN probability"),
         ("abs_kl", {}, nan_x.clamp(0, 1), y, "a NaN probability"),
+        ("multilabel_hinge", {}, nan_x, y, "a NaN logit"),
+        ("multilabel_hinge", {}, -inf_x, y, "an infinite logit"),
         ("asl", {}, (x * 40).float(), y.float(), "a logit below the log-sigmoid range"),
         ("softmax_ce", {}, inf_x, y, "an infinite logit"),
         ("sparse_softmax_ce", {}, xi, yi_ignored, "an ignored sample"),
@@ -575,3 +579,18 @@ def test_inference_mode_then_training(name):
     trained.backward()
     torch.testing.assert_close(trained.detach(), evaluated, rtol=2e-6, atol=0)
     assert leaf.grad is not None and bool(torch.isfinite(leaf.grad).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_multilabel_hinge_kernel_at_ties_with_the_margin(dtype):
+    """Logits half a unit apart put many (positive, negative) pairs exactly at the margin,
+    where the hinge is flat: the kernel's binary searches count such a pair as inactive, as
+    the formula's d > 0 does, in the value and in the gradient."""
+    g = torch.Generator().manual_seed(5)
+    x = (torch.randint(-6, 7, (40, 23), generator=g) / 2).to(dtype)
+    y = (torch.rand(40, 23, generator=g) < 0.4).to(dtype)
+    loss, (value, grad), (value_f, grad_f) = _both("multilabel_hinge", {}, "mean", x, y)
+    assert _kernel_used(loss, x, y)
+    # one pair counted differently would move a gradient entry by 1/C of itself or more
+    _close(value, value_f, 4 * torch.finfo(dtype).eps)
+    _close(grad, grad_f, 4 * torch.finfo(dtype).eps)
