@@ -1,8 +1,9 @@
-"""Fused eager kernels for the most used losses on torch, proved equal to their specs.
+"""Fused eager kernels for every loss but partition on torch, proved equal to their specs.
 
 Eager torch runs every operation of a spec's formula as a kernel of its own (a focal loss is
-dozens of passes over the logits). For the losses people train with most, this module
-computes the same value and gradient in a handful of passes: the reduction folded into a dot
+dozens of passes over the logits, and torch's CPU kernels are slow on logs of 0 and on
+masks: docs/design.md). For each loss (partition's count head aside), this module computes
+the same value and gradient in a handful of passes: the reduction folded into a dot
 product, the gradient's scale folded into its last multiply, and nothing kept for the
 backward but the gradient (the logits' bytes). The spec stays the definition: a kernel is used
 only where it computes exactly what the spec says, and every result it gives is checked by
@@ -585,10 +586,6 @@ def _splc_value(x, y, p, out=None):
     return total, [binary], (grad.mul_(torch.mul(target, -2.0, out=loss).add_(1.0)), 1.0)
 
 
-def _splc_supported(p):
-    return 0.0 < p["tau"] < 1.0
-
-
 def _hill_value(x, y, p, out=None):
     """Positives s^g softplus(v) at v = m - x, s = sigmoid(v) (the focal core at v, its
     derivative in x the core's negated); negatives (lambda - q) q^2, q = sigmoid(x), its
@@ -941,7 +938,7 @@ KERNELS: dict[str, Kernel] = {
         own_domain=True,
     ),
     "splc": Kernel(
-        _forward_of(_splc_value), _fused_of(_splc_value), _splc_supported, own_domain=True
+        _forward_of(_splc_value), _fused_of(_splc_value), lambda p: True, own_domain=True
     ),
     "hill": Kernel(_forward_of(_hill_value), _fused_of(_hill_value), lambda p: True),
     "bce_focal": Kernel(

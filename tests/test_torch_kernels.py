@@ -48,6 +48,7 @@ SETTINGS = [
     ("poly1_focal", {"gamma": 0.0, "alpha": 1.0}),
     ("splc", {}),
     ("splc", {"gamma": 0.0, "tau": 0.3, "margin": 0.5}),
+    ("splc", {"tau": 1.0, "gamma": 4.0}),
     ("hill", {}),
     ("hill", {"gamma": 0.0, "lamb": 1.0, "margin": 0.5}),
     ("hill", {"gamma": 4.0}),
@@ -288,7 +289,6 @@ def test_an_ordinary_call_reads_the_device_once_in_the_kernel(monkeypatch, name,
         ("softmax_ce", {"class_weight": [1.0] * 17}),
         ("bce_focal", {"label_smoothing": 0.1}),
         ("bce_focal", {"gamma": 0.5}),
-        ("splc", {"tau": 1.0}),
     ],
 )
 def test_settings_without_a_kernel(name, params):
