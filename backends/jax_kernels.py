@@ -29,17 +29,21 @@ inputs, and with autodiff of the formula away from the edges.
 A kernel has the signature of the loss's fused function, ``fn(x, y, mask) -> per-sample
 values``, for losses with no per-class weights and no extra heads.
 
-``focal`` and ``asl`` have whole-loss kernels (``WHOLE``, through ``fused_kernel``): the
-reduced value and its gradient in one computation. XLA on the CPU materialises every
+``focal``, ``asl`` and the other losses with a plain form (the focal family and bce_focal,
+zlpr, lsep, bp_mll and two_way, probability_ce and abs_kl: ``WHOLE``, through
+``fused_kernel``) have whole-loss kernels: the reduced value and its gradient in one
+computation. XLA on the CPU materialises every
 intermediate that more than one expression reads (the exponentials a value and its gradient
 share, a power computed as ``s * s``), each a fresh buffer of the logits' size, so the spec's
 formula costs about twenty passes. The kernel takes a plain form (backends/binary_math.py: one
 exponential, a ``log1p`` or two and one reciprocal per entry) when every label is 0 or 1 and
-every logit finite, which one reduction over the batch tells, and the spec's own path (its
+every logit finite (each plain form's own check: ``binary_math.holds``), which one reduction
+over the batch tells, and the spec's own path (its
 value and closed-form gradient, through ``fallback``) otherwise, in a ``lax.cond``: each
 branch computes its outputs from the logits and the targets themselves, so neither writes
 anything for the other. The plain form runs block by block of rows, each block's temporaries
-in the cache, and only the gradient is written out. These kernels run on the CPU only: a GPU
+in the cache, and only the gradient is written out (two_way, one value for the batch, runs
+whole). These kernels run on the CPU only: a GPU
 fuses the spec's formula itself.
 """
 
@@ -229,7 +233,8 @@ def _whole(
     def reduced(x, y, compute, with_grad):
         # every entry observed: a mean is over all of them (over the rows for a loss per
         # sample)
-        count = {"element": x.size, "sample": x.size // x.shape[-1]}.get(per, 1)
+        rows = x.size // x.shape[-1]
+        count = {"element": x.size, "sample": rows}.get(per, 1)  # a batch: one value
         scale = 1.0 if reduction == "sum" else 1.0 / count
         # a batch's one value couples its rows: never block by block
         return _plain_sum(plain, x, y, compute, with_grad, scale, tiled=per != "batch")

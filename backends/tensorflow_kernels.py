@@ -1,4 +1,4 @@
-"""Fewer passes for eight losses on TensorFlow, each used only where it computes the spec.
+"""Fewer passes for most losses on TensorFlow, each used only where it computes the spec.
 
 TensorFlow runs a ``tf.function`` graph op by op on the CPU (nothing fuses element-wise
 chains unless XLA is asked for), so the spec's formula costs a pass over the logits per
@@ -12,9 +12,12 @@ passes of their own. Here:
 - ``focal`` (for labels in {0, 1}), ``bce`` and ``asl`` compute their value and gradient
   together in the forward (focal from one softplus and two sigmoids of the signed logit),
   and the backward multiplies (per-entry values: ``reduction="none"``);
-- reduced to a mean or a sum, ``focal`` and ``asl`` are one XLA computation each: the plain
-  form for hard labels and finite logits that JAX's kernels use (backends/binary_math.py),
-  and the spec's own path for any other batch, chosen by a ``tf.cond`` inside it;
+- reduced to a mean or a sum, ``focal``, ``asl`` and the other losses with a plain form
+  (poly1_focal, splc, hill, bce_focal; zlpr, lsep, bp_mll, two_way; probability_ce,
+  abs_kl) are one XLA computation each: the plain form that JAX's kernels use
+  (backends/binary_math.py, ranking_math.py, probability_math.py) for the batches its own
+  check admits (hard labels and finite logits, say), and the spec's own path for any other
+  batch, chosen by a ``tf.cond`` inside it;
 - ``softmax_ce``, ``sparse_softmax_ce`` and ``poly1`` are one XLA computation each
   (``jit_compile``), the loss's reduction included (:func:`fused_kernel`), from the formula
   written once for the compiled backends (backends/softmax_math.py): XLA fuses the value and
@@ -230,16 +233,19 @@ def _binary_step(
     holds: Callable[..., Any],
     per: str = "element",
 ):
-    """``step(x, y) -> (value, gradient, plain)`` for a loss of the focal family, one XLA
+    """``step(x, y) -> (value, gradient, plain)`` for a loss with a plain form, one XLA
     computation: the reduced value and its gradient for a cotangent of 1, in ``x``'s dtype
     (float16 and bfloat16 computed in float32), and whether the plain form computed them.
+    ``per``: what a mean divides by (entries, rows, or the one value of a batch).
 
-    The plain form (backends/binary_math.py: one exponential, a log1p or two and a reciprocal
-    per entry, shared by the value and the gradient) applies where ``holds(ops, x, y)``: every
-    label is 0 or 1 and every logit finite (every probability in [0, 1] for bce_focal); it is
-    computed first, as XLA would otherwise write its temporaries out
-    for a branch to read. Any other batch takes ``fallback(x, y)``, the spec's own path
-    (reduced), and its gradient, inside the same computation: one ``tf.cond``."""
+    The plain form (backends/binary_math.py, ranking_math.py, probability_math.py: the value
+    and the gradient from shared transcendentals) applies where ``holds(ops, x, y)``: for the
+    focal family and the ranking losses every label 0 or 1 and every logit finite (every
+    probability in [0, 1] for bce_focal), for probability_ce and abs_kl every target observed
+    and every probability finite; it is computed first, as XLA would otherwise write its
+    temporaries out for a branch to read. Any other batch takes ``fallback(x, y)``, the
+    spec's own path (reduced), and its gradient, inside the same computation: one
+    ``tf.cond``."""
     from mlloss.backends.tensorflow import ops
 
     def compute(x, y):
@@ -251,9 +257,10 @@ def _binary_step(
         if reduction != "sum":  # every entry observed: the mean over all of them, or over
             # the rows for a loss per sample (a size unknown when traced for any batch size;
             # 0 for an empty batch, whose mean is 0)
-            size = {"element": tf.size(xc), "sample": tf.size(xc) // tf.shape(xc)[-1]}.get(
-                per, 1
-            )  # a batch's loss is one value
+            if per == "batch":  # a batch's loss is one value
+                size = tf.constant(1)
+            else:
+                size = tf.size(xc) if per == "element" else tf.size(xc) // tf.shape(xc)[-1]
             count = tf.cast(tf.maximum(size, 1), xc.dtype)
             total, local = total / count, local / count
         fast = total, local
