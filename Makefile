@@ -21,10 +21,16 @@ $(BIN)/.installed: pyproject.toml
 conform: $(BIN)/.installed
 	$(BIN)/mlloss conform
 
+# One pytest process per test file: every XLA computation TensorFlow and JAX compile maps its
+# code into the process for good (about 7 memory maps each, never unmapped), and the whole
+# suite in one process passed Linux's default limit of 65530 maps and crashed in XLA.
 test: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	@failed=""; for f in tests/test_*.py; do \
+		echo "== $$f"; $(BIN)/python -m pytest -q "$$f" || failed="$$failed $$f"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi; echo "every test file passed"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
