@@ -126,3 +126,21 @@ def inputs(
         if empty_rows:
             y[2, :] = -1.0  # a row with every label missing
     return x, y
+
+
+#: settings of the focal family's other losses that both the torch kernels and the plain forms
+#: of TensorFlow and JAX take (tests/test_torch_kernels.py, tests/test_values_kernels.py)
+FOCAL_FAMILY_SETTINGS = [
+    ("poly1_focal", {}),
+    ("poly1_focal", {"alpha": 0.25, "gamma": 1.5, "epsilon": -0.5}),
+    ("poly1_focal", {"gamma": 0.0, "alpha": 1.0}),
+    ("splc", {}),
+    ("splc", {"gamma": 0.0, "tau": 0.3, "margin": 0.5}),
+    ("hill", {}),
+    ("hill", {"gamma": 0.0, "lamb": 1.0, "margin": 0.5}),
+    ("hill", {"gamma": 4.0}),
+    ("bce_focal", {}),
+    ("bce_focal", {"gamma": 0.0, "alpha": 0.3}),
+    ("bce_focal", {"gamma": 1.0, "alpha": 1.0}),
+    ("bce_focal", {"gamma": 3.0, "alpha": 0.25, "eps": 1e-3}),
+]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from cases import FOCAL_FAMILY_SETTINGS
 
 torch = pytest.importorskip("torch")
 
@@ -43,19 +44,8 @@ SETTINGS = [
     ("asl", {"clip": 0.1, "gamma_neg": 2.0}),
     ("asl", {"clip": 0.2, "gamma_neg": 1.0}),
     ("asl", {"gamma_neg": 3.0}),
-    ("poly1_focal", {}),
-    ("poly1_focal", {"alpha": 0.25, "gamma": 1.5, "epsilon": -0.5}),
-    ("poly1_focal", {"gamma": 0.0, "alpha": 1.0}),
-    ("splc", {}),
-    ("splc", {"gamma": 0.0, "tau": 0.3, "margin": 0.5}),
+    *FOCAL_FAMILY_SETTINGS,
     ("splc", {"tau": 1.0, "gamma": 4.0}),
-    ("hill", {}),
-    ("hill", {"gamma": 0.0, "lamb": 1.0, "margin": 0.5}),
-    ("hill", {"gamma": 4.0}),
-    ("bce_focal", {}),
-    ("bce_focal", {"gamma": 0.0, "alpha": 0.3}),
-    ("bce_focal", {"gamma": 1.0, "alpha": 1.0}),
-    ("bce_focal", {"gamma": 3.0, "alpha": 0.25, "eps": 1e-3}),
     ("zlpr", {}),
     ("lsep", {}),
     ("bp_mll", {}),

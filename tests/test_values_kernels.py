@@ -10,6 +10,7 @@ import importlib
 
 import numpy as np
 import pytest
+from cases import FOCAL_FAMILY_SETTINGS
 
 import mlloss
 from mlloss import backends
@@ -51,18 +52,7 @@ SETTINGS = [
 # the focal family's other plain forms (backends/binary_math.py): a whole-loss kernel only,
 # for a mean or a sum, on TensorFlow and JAX alike
 WHOLE_ONLY = [
-    ("poly1_focal", {}),
-    ("poly1_focal", {"alpha": 0.25, "gamma": 1.5, "epsilon": -0.5}),
-    ("poly1_focal", {"gamma": 0.0, "alpha": 1.0}),
-    ("splc", {}),
-    ("splc", {"gamma": 0.0, "tau": 0.3, "margin": 0.5}),
-    ("hill", {}),
-    ("hill", {"gamma": 0.0, "lamb": 1.0, "margin": 0.5}),
-    ("hill", {"gamma": 3.0}),
-    ("bce_focal", {}),
-    ("bce_focal", {"gamma": 0.0, "alpha": 0.3}),
-    ("bce_focal", {"gamma": 1.0, "alpha": 1.0}),
-    ("bce_focal", {"gamma": 3.0, "alpha": 0.25, "eps": 1e-3}),
+    *FOCAL_FAMILY_SETTINGS,
     # the ranking losses (backends/ranking_math.py): one value per sample
     ("zlpr", {}),
     ("lsep", {}),
