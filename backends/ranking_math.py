@@ -31,21 +31,28 @@ from typing import Any
 Plain = Callable[[Any, Any], tuple[Any, Any]]
 
 
-def _set_logsums(ops: Any, x: Any, y: Any) -> tuple[Any, ...]:
-    """``(z, positive, A_n, A_p)`` for hard labels: each row's log-sum-exp over each set,
-    shaped (..., 1), from one exponential of z shifted by its own set's largest."""
-    positive = y > 0.5
-    z = x * (1.0 - 2.0 * y)
+def _logsums(ops: Any, z: Any, positive: Any, axis: int = -1) -> tuple[Any, Any]:
+    """``(A_n, A_p)``: the log-sum-exp of z along ``axis`` over the negatives and over the
+    positives (kept along it; -inf for an empty set), from one exponential of z shifted by
+    its own set's largest."""
     below = float("-inf")
-    m_n = ops.max(ops.where(positive, below, z), axis=-1, keepdims=True)
-    m_p = ops.max(ops.where(positive, z, below), axis=-1, keepdims=True)
+    m_n = ops.max(ops.where(positive, below, z), axis=axis, keepdims=True)
+    m_p = ops.max(ops.where(positive, z, below), axis=axis, keepdims=True)
     # an empty set's largest is -inf: shift it by 0 (its sum is 0 whatever the shift)
     m_n = ops.where(m_n > below, m_n, 0.0)
     m_p = ops.where(m_p > below, m_p, 0.0)
     e = ops.exp(z - ops.where(positive, m_p, m_n))
-    s_n = ops.sum(ops.where(positive, 0.0, e), axis=-1, keepdims=True)
-    s_p = ops.sum(ops.where(positive, e, 0.0), axis=-1, keepdims=True)
-    return z, positive, m_n + ops.log(s_n), m_p + ops.log(s_p)
+    s_n = ops.sum(ops.where(positive, 0.0, e), axis=axis, keepdims=True)
+    s_p = ops.sum(ops.where(positive, e, 0.0), axis=axis, keepdims=True)
+    return m_n + ops.log(s_n), m_p + ops.log(s_p)
+
+
+def _set_logsums(ops: Any, x: Any, y: Any) -> tuple[Any, ...]:
+    """``(z, positive, A_n, A_p)`` for hard labels, z = x (1 - 2y), each row's log-sum-exps
+    shaped (..., 1)."""
+    positive = y > 0.5
+    z = x * (1.0 - 2.0 * y)
+    return z, positive, *_logsums(ops, z, positive)
 
 
 def zlpr_plain(ops: Any, x: Any, y: Any) -> tuple[Any, Any]:
@@ -89,13 +96,7 @@ def two_way_plain(ops: Any, x: Any, y: Any, tp: float, tn: float) -> tuple[Any, 
     below = float("-inf")
     total, grad = 0.0, ops.zeros_like(x)
     for axis in (0, 1):
-        m_n = ops.max(ops.where(positive, below, z), axis=axis, keepdims=True)
-        m_p = ops.max(ops.where(positive, z, below), axis=axis, keepdims=True)
-        m_n = ops.where(m_n > below, m_n, 0.0)
-        m_p = ops.where(m_p > below, m_p, 0.0)
-        e = ops.exp(z - ops.where(positive, m_p, m_n))
-        a_n = m_n + ops.log(ops.sum(ops.where(positive, 0.0, e), axis=axis, keepdims=True))
-        a_p = m_p + ops.log(ops.sum(ops.where(positive, e, 0.0), axis=axis, keepdims=True))
+        a_n, a_p = _logsums(ops, z, positive, axis)
         has_positive = a_p > below
         both = has_positive & (a_n > below)
         pairs = ops.where(both, tn * a_n + tp * a_p, below)

@@ -436,9 +436,8 @@ def _focal_fused(x, y, p, scale, out=None):
     """The value and scale * its gradient together: alpha_t s^gamma softplus(z) and
     (1 - 2y) alpha_t s^gamma [gamma sigmoid(-z) softplus(z) + s], s = sigmoid(z), sharing z,
     both sigmoids and the softplus (see _focusing), in three logits-sized buffers."""
+    binary = _binary(x, y)
     buffer, weight = _scratch(x, 2)
-    torch.addcmul(y, y, y, value=-1.0, out=buffer)
-    binary = _all_zero(buffer)
     z = _signed(x, y, out=buffer)
     gamma, alpha = p["gamma"], p["alpha"]
     loss, weight, grad = _focusing(z, gamma, weight, _fresh(x, out))
@@ -728,10 +727,15 @@ def _lsep_rows(m_n, m_p, s_n, s_p, y):
     without a positive or without a negative."""
     both = (s_n > 0) & (s_p > 0)
     pairs = torch.where(both, m_n + m_p + (s_n * s_p).log(), -math.inf)
-    weight = torch.sigmoid(pairs)
-    f_n = torch.where(both, weight / s_n, 0.0)
-    f_p = torch.where(both, weight / s_p, 0.0)
+    f_n, f_p = _pair_factors(pairs, both, s_n, s_p)
     return _softplus_(pairs), f_n, f_p
+
+
+def _pair_factors(pairs, both, s_n, s_p, count=1):
+    """(f_n, f_p) of a softplus(L) over a pair of log-sum-exps (lsep, two_way): sigmoid(L) /
+    (S count), 0 where a set is empty."""
+    weight = torch.sigmoid(pairs).div_(count)
+    return torch.where(both, weight / s_n, 0.0), torch.where(both, weight / s_p, 0.0)
 
 
 def _bp_mll_rows(m_n, m_p, s_n, s_p, y):
@@ -773,9 +777,7 @@ def _two_way_value(x, y, p, out=None):
         total = total + _softplus_(pairs.clone()).sum() / count
         if out is None:
             continue
-        weight = torch.sigmoid(pairs).div_(count)
-        f_n = torch.where(both, weight / s_n, 0.0)
-        f_p = torch.where(both, weight / s_p, 0.0)
+        f_n, f_p = _pair_factors(pairs, both, s_n, s_p, count)
         part = z.mul_(f_p.neg_()).add_(other.mul_(f_n))  # one nonzero term an entry
         if dim == 0:
             out.copy_(part)
