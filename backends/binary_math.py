@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mlloss.backends import probability_math, ranking_math
+from mlloss.backends import probability_math, ranking_math, softmax_math
 from mlloss.losses.binary import clip_bounds
 
 Plain = Callable[[Any, Any], tuple[Any, Any]]
@@ -262,6 +262,8 @@ def holds(name: str) -> Callable[[Any, Any, Any], Any]:
     """``check(ops, x, y)``: whether the plain form of ``name`` holds for a batch."""
     if name in probability_math.PLAIN:  # any target in [0, 1], none missing
         return probability_math.observed
+    if name in softmax_math.PLAIN:  # none missing; the plain form keeps infinite logits' limits
+        return softmax_math.observed
     return hard_labels_on_probabilities if name == "bce_focal" else hard_labels
 
 

@@ -30,7 +30,8 @@ A kernel has the signature of the loss's fused function, ``fn(x, y, mask) -> per
 values``, for losses with no per-class weights and no extra heads.
 
 ``focal``, ``asl`` and the other losses with a plain form (the focal family and bce_focal,
-zlpr, lsep, bp_mll and two_way, probability_ce and abs_kl: ``WHOLE``, through
+zlpr, lsep, bp_mll and two_way, probability_ce and abs_kl; softmax_ce whole, not in blocks,
+where every target is observed: backends/softmax_math.py: ``WHOLE``, through
 ``fused_kernel``) have whole-loss kernels: the reduced value and its gradient in one
 computation. XLA on the CPU materialises every
 intermediate that more than one expression reads (the exponentials a value and its gradient
@@ -156,7 +157,7 @@ Plain = binary_math.Plain
 
 #: the losses with a whole-loss kernel: ``WHOLE[name](ops, params) -> plain form or None``
 #: (the plain forms TensorFlow's XLA kernels use too)
-WHOLE = binary_math.PLAIN
+WHOLE = {**binary_math.PLAIN, **softmax_math.PLAIN}
 
 _HALF = (jnp.float16, jnp.bfloat16)
 
@@ -225,10 +226,12 @@ def _whole(
     reduction: str,
     holds: Callable[..., Any] = binary_math.hard_labels,
     per: str = "element",
+    tiled: bool = True,
 ):
     """``fn(x, y) -> the reduced value``: the plain form where the batch allows it, else
     ``fallback(x, y)`` (the spec's path, reduced, in the compute dtype); a custom VJP whose
-    backward multiplies the gradient the forward computed by the cotangent."""
+    backward multiplies the gradient the forward computed by the cotangent. ``tiled``: block
+    by block of rows on the CPU (never for a loss per batch)."""
 
     def reduced(x, y, compute, with_grad):
         # every entry observed: a mean is over all of them (over the rows for a loss per
@@ -237,7 +240,7 @@ def _whole(
         count = {"element": x.size, "sample": rows}.get(per, 1)  # a batch: one value
         scale = 1.0 if reduction == "sum" else 1.0 / count
         # a batch's one value couples its rows: never block by block
-        return _plain_sum(plain, x, y, compute, with_grad, scale, tiled=per != "batch")
+        return _plain_sum(plain, x, y, compute, with_grad, scale, tiled and per != "batch")
 
     def general(x, y, compute):
         value, pullback = jax.vjp(lambda v: fallback(v, y), x)
@@ -299,7 +302,11 @@ def fused_kernel(
     plain = build(_ops(), params)
     if plain is None:
         return None
-    fn = _whole(plain, fallback, reduction, binary_math.holds(name), per)
+    # softmax_ce whole: XLA fuses its row reductions with the exponentials over the whole
+    # batch, and in blocks it ran slower (4096x1000 float32: 1.15x-1.30x optax's
+    # softmax_cross_entropy tiled, 1.05x whole, in one session's runs)
+    tiled = name not in softmax_math.PLAIN
+    fn = _whole(plain, fallback, reduction, binary_math.holds(name), per, tiled)
 
     def run(x: jax.Array, y: jax.Array, checked: bool) -> jax.Array | None:
         if not _on_cpu() or jnp.size(x) == 0 or jnp.shape(y) != jnp.shape(x):

@@ -402,12 +402,15 @@ def test_tensorflow_whole_loss_kernel_equals_formula(name, params, reduction, ed
 
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-@pytest.mark.parametrize("name", ["focal", "asl", "poly1_focal", "splc", "hill", "zlpr", "lsep"])
+@pytest.mark.parametrize(
+    "name", ["focal", "asl", "poly1_focal", "splc", "hill", "zlpr", "lsep", "softmax_ce"]
+)
 @pytest.mark.parametrize("logit", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("label", [0.0, 1.0])
 def test_whole_loss_kernel_one_non_finite_logit_alone(backend, name, logit, label):
     """One non-finite logit in an ordinary batch sends it to the spec's path (a batch with
-    edges of every kind fails the plain form's check by its missing labels alone)."""
+    edges of every kind fails the plain form's check by its missing labels alone), or for
+    softmax_ce takes the spec's limits in the plain form itself."""
     ops = _ops(backend)
     x, y = _inputs(name, np.float64)
     x[2, 3], y[2, 3] = logit, label
@@ -541,6 +544,9 @@ JAX_WHOLE = [
     ("asl", {"gamma_neg": 2.5}),
     ("asl", {"clip": 0.5, "gamma_neg": 3.0}),
     *WHOLE_ONLY,
+    # softmax_ce (backends/softmax_math.py): whole, where every target is observed
+    ("softmax_ce", {}),
+    ("softmax_ce", {"normalize_targets": True, "label_smoothing": 0.1}),
 ]
 
 
@@ -585,6 +591,32 @@ def test_jax_whole_loss_kernel_equals_formula(
     ):
         _close(got, expected, 1e-13)
     _close(jax.jit(loss)(x, y), closed_form(x, y), 1e-13)  # the value alone
+
+
+@pytest.mark.parametrize("name", ["focal", "zlpr", "probability_ce", "softmax_ce"])
+def test_jax_whole_loss_kernel_takes_the_plain_form_on_ordinary_batches(name, monkeypatch):
+    """The plain form computes an ordinary batch (made wrong on purpose, it shows in the value
+    and the gradient); the spec's path computes a batch with a missing label."""
+    jax = pytest.importorskip("jax")
+    from mlloss.backends import jax_kernels
+
+    form = jax_kernels.WHOLE[name]
+
+    def doubled(ops, params):
+        plain = form(ops, params)
+        return lambda a, b: tuple(2.0 * v for v in plain(a, b))
+
+    monkeypatch.setitem(jax_kernels.WHOLE, name, doubled)
+    spec = mlloss.spec(name)  # a Loss of its own: get() shares one, its kernel built already
+    loss = mlloss.Loss(spec, "jax", "sum", spec.resolve_params({}), validate=False)
+    closed_form = _closed_form("jax", name, {}, "sum")
+    x, y = _inputs(name, np.float64)
+    x, y = jax.numpy.asarray(x), jax.numpy.asarray(y)
+    for got, expected in zip(_jax_step(loss, x, y), _jax_step(closed_form, x, y), strict=True):
+        _close(got, 2 * expected, 1e-13)
+    y = y.at[0, 0].set(-1.0)
+    for got, expected in zip(_jax_step(loss, x, y), _jax_step(closed_form, x, y), strict=True):
+        _close(got, expected, 1e-13)
 
 
 def test_jax_whole_loss_kernel_takes_the_plain_form_only_where_it_holds():
