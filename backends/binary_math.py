@@ -264,6 +264,8 @@ def holds(name: str) -> Callable[[Any, Any, Any], Any]:
         return probability_math.observed
     if name in softmax_math.PLAIN:  # none missing; the plain form keeps infinite logits' limits
         return softmax_math.observed
+    if name in probability_math.INDEX_PLAIN:  # class indices: every one a class
+        return probability_math.indices_in_range
     return hard_labels_on_probabilities if name == "bce_focal" else hard_labels
 
 

@@ -56,7 +56,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from mlloss.backends import binary_math, softmax_math
+from mlloss.backends import binary_math, probability_math, softmax_math
 from mlloss.backends.jax import materialized, other_cotangents, perturbed
 from mlloss.losses.softmax import POLY1_CROSS_ENTROPY, _distribution
 from mlloss.spec import Prepared
@@ -157,7 +157,7 @@ Plain = binary_math.Plain
 
 #: the losses with a whole-loss kernel: ``WHOLE[name](ops, params) -> plain form or None``
 #: (the plain forms TensorFlow's XLA kernels use too)
-WHOLE = {**binary_math.PLAIN, **softmax_math.PLAIN}
+WHOLE = {**binary_math.PLAIN, **softmax_math.PLAIN, **probability_math.INDEX_PLAIN}
 
 _HALF = (jnp.float16, jnp.bfloat16)
 
@@ -176,6 +176,11 @@ def _on_cpu() -> bool:
     return jax.default_backend() == "cpu"
 
 
+def _targets(y: jax.Array, compute: Any) -> jax.Array:
+    """Targets in the compute dtype; class indices as they are."""
+    return y if jnp.issubdtype(y.dtype, jnp.integer) else y.astype(compute)
+
+
 def _plain_sum(
     plain: Plain,
     x: jax.Array,
@@ -186,24 +191,25 @@ def _plain_sum(
     tiled: bool = True,
 ):
     """``(scale * sum of the values, scale * gradient or None)`` of the plain form, in
-    ``compute`` and (the gradient) ``x``'s dtype. On the CPU, block by block of rows (a
-    ``fori_loop``), so that each block's intermediates stay in the cache: the last block
-    starts early enough to end at the last row, and counts only the rows no earlier block
-    counted (it writes the same gradient over the rows they share)."""
+    ``compute`` and (the gradient) ``x``'s dtype; ``y`` as the plain form takes it (targets
+    in ``compute``, or class indices as they are, one per row). On the CPU, block by block of
+    rows (a ``fori_loop``), so that each block's intermediates stay in the cache: the last
+    block starts early enough to end at the last row, and counts only the rows no earlier
+    block counted (it writes the same gradient over the rows they share)."""
     classes = x.shape[-1]
     rows = x.size // classes
     block = max(1, _BLOCK_ENTRIES // classes)
     if rows <= block or not tiled:
-        values, local = plain(x.astype(compute), y.astype(compute))
+        values, local = plain(x.astype(compute), _targets(y, compute))
         return jnp.sum(values) * scale, ((local * scale).astype(x.dtype) if with_grad else None)
-    x2, y2 = x.reshape(rows, classes), y.reshape(rows, classes)
+    x2, y2 = x.reshape(rows, classes), y.reshape((rows, classes)[: y.ndim - x.ndim + 2])
     count = -(-rows // block)
 
     def step(i, carry):
         total, grad = carry
         start = jnp.minimum(i * block, rows - block)
         xb = jax.lax.dynamic_slice_in_dim(x2, start, block).astype(compute)
-        yb = jax.lax.dynamic_slice_in_dim(y2, start, block).astype(compute)
+        yb = _targets(jax.lax.dynamic_slice_in_dim(y2, start, block), compute)
         values, local = plain(xb, yb)
         fresh = (start + jnp.arange(block) >= i * block)[:, None]
         total = total + jnp.sum(jnp.where(fresh, values, 0.0))
@@ -249,7 +255,7 @@ def _whole(
 
     def parts(x, y, with_grad):
         compute = jnp.float32 if x.dtype in _HALF else x.dtype
-        is_plain = holds(_ops(), x.astype(compute), y.astype(compute))
+        is_plain = holds(_ops(), x.astype(compute), _targets(y, compute))
         if not with_grad:  # the value alone: neither branch computes a gradient
             return jax.lax.cond(
                 is_plain,
@@ -309,7 +315,10 @@ def fused_kernel(
     fn = _whole(plain, fallback, reduction, binary_math.holds(name), per, tiled)
 
     def run(x: jax.Array, y: jax.Array, checked: bool) -> jax.Array | None:
-        if not _on_cpu() or jnp.size(x) == 0 or jnp.shape(y) != jnp.shape(x):
+        if not _on_cpu() or jnp.size(x) == 0:
+            return None
+        indices = name in probability_math.INDEX_PLAIN
+        if jnp.shape(y) != (jnp.shape(x)[:-1] if indices else jnp.shape(x)):
             return None
         if per == "batch" and jnp.ndim(x) != 2:  # a single sample is a batch of one
             return None

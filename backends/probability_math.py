@@ -57,6 +57,37 @@ def abs_kl_plain(ops: Any, x: Any, y: Any, params: Mapping[str, Any]) -> tuple[A
     return values, local
 
 
+def sparse_probability_ce_plain(
+    ops: Any, x: Any, y: Any, params: Mapping[str, Any]
+) -> tuple[Any, Any]:
+    """sparse_probability_ce for class indices ``y`` all in [0, C) (:func:`indices_in_range`):
+    ``log S - log q_y``, ``q = clip(x, eps, 1 - eps)``, ``S = sum_c q_c``; the derivative
+    ``1 / S - [j = y] / q_j`` where the clip passes x, 0 outside."""
+    lo, hi = clip_bounds(ops, x, params)
+    q = ops.clip(x, lo, hi)
+    one_hot = ops.one_hot(y, ops.shape(x)[-1], ops.dtype_name(x))
+    total = ops.sum(q, axis=-1, keepdims=True)
+    picked = ops.sum(one_hot * q, axis=-1, keepdims=True)
+    values = ops.log(total) - ops.log(picked)
+    inside = ~((x < lo) | (x > hi))  # the spec's closed interval (NaN stays inside)
+    local = ops.where(inside, 1.0 / total - one_hot / q, 0.0)
+    return values, local
+
+
+def indices_in_range(ops: Any, x: Any, y: Any) -> Any:
+    """Whether every class index is in [0, C) (none ignored: the plain form takes ignore_index
+    outside that range only) and every probability finite, as a 0-d boolean."""
+    outside = ops.any((y < 0) | (y >= ops.shape(x)[-1]))
+    return ~outside & (ops.sum(0.0 * x) == 0.0)
+
+
+def _sparse_probability_ce(ops: Any, params: Mapping[str, Any]) -> Plain | None:
+    """None without a clip (eps = 0: a log of 0) or with an ignore_index that may be a class."""
+    if params["eps"] <= 0.0 or params["ignore_index"] >= 0:
+        return None
+    return lambda x, y: sparse_probability_ce_plain(ops, x, y, params)
+
+
 def _probability_ce(ops: Any, params: Mapping[str, Any]) -> Plain | None:
     """None without a clip (eps = 0: a log of 0) or with class weights."""
     if params["eps"] <= 0.0 or params.get("class_weight") is not None:
@@ -71,4 +102,18 @@ PLAIN: dict[str, Callable[[Any, Mapping[str, Any]], Plain | None]] = {
     "abs_kl": lambda ops, params: lambda x, y: abs_kl_plain(ops, x, y, params),
 }
 
-__all__ = ["PLAIN", "abs_kl_plain", "observed", "probability_ce_plain"]
+#: the same for class indices: ``INDEX_PLAIN[name](ops, params) -> plain(x, y)`` with ``y`` of
+#: shape (...,), where :func:`indices_in_range` holds (JAX's whole-loss kernels)
+INDEX_PLAIN: dict[str, Callable[[Any, Mapping[str, Any]], Plain | None]] = {
+    "sparse_probability_ce": _sparse_probability_ce,
+}
+
+__all__ = [
+    "INDEX_PLAIN",
+    "PLAIN",
+    "abs_kl_plain",
+    "indices_in_range",
+    "observed",
+    "probability_ce_plain",
+    "sparse_probability_ce_plain",
+]

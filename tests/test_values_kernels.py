@@ -547,6 +547,9 @@ JAX_WHOLE = [
     # softmax_ce (backends/softmax_math.py): whole, where every target is observed
     ("softmax_ce", {}),
     ("softmax_ce", {"normalize_targets": True, "label_smoothing": 0.1}),
+    # class indices (backends/probability_math.py INDEX_PLAIN): every index a class
+    ("sparse_probability_ce", {}),
+    ("sparse_probability_ce", {"eps": 0.05}),
 ]
 
 
@@ -593,7 +596,9 @@ def test_jax_whole_loss_kernel_equals_formula(
     _close(jax.jit(loss)(x, y), closed_form(x, y), 1e-13)  # the value alone
 
 
-@pytest.mark.parametrize("name", ["focal", "zlpr", "probability_ce", "softmax_ce"])
+@pytest.mark.parametrize(
+    "name", ["focal", "zlpr", "probability_ce", "softmax_ce", "sparse_probability_ce"]
+)
 def test_jax_whole_loss_kernel_takes_the_plain_form_on_ordinary_batches(name, monkeypatch):
     """The plain form computes an ordinary batch (made wrong on purpose, it shows in the value
     and the gradient); the spec's path computes a batch with a missing label."""
@@ -614,7 +619,7 @@ def test_jax_whole_loss_kernel_takes_the_plain_form_on_ordinary_batches(name, mo
     x, y = jax.numpy.asarray(x), jax.numpy.asarray(y)
     for got, expected in zip(_jax_step(loss, x, y), _jax_step(closed_form, x, y), strict=True):
         _close(got, 2 * expected, 1e-13)
-    y = y.at[0, 0].set(-1.0)
+    y = y.at[0].set(-100) if y.ndim == 1 else y.at[0, 0].set(-1.0)  # an ignored sample
     for got, expected in zip(_jax_step(loss, x, y), _jax_step(closed_form, x, y), strict=True):
         _close(got, expected, 1e-13)
 
@@ -688,6 +693,8 @@ def test_jax_whole_loss_kernel_under_vmap():
         ("asl", {"gamma_neg": 0.5}, "mean"),
         ("asl", {"stop_grad_weight": True}, "sum"),
         ("focal", {"mean_over_classes": True}, "mean"),
+        ("sparse_probability_ce", {"ignore_index": 0}, "mean"),  # may be a class
+        ("sparse_probability_ce", {"eps": 0.0}, "mean"),
     ],
 )
 def test_jax_settings_without_a_whole_loss_kernel(name, params, reduction):
