@@ -31,10 +31,10 @@ from typing import Any
 Plain = Callable[[Any, Any], tuple[Any, Any]]
 
 
-def _logsums(ops: Any, z: Any, positive: Any, axis: int = -1) -> tuple[Any, Any]:
-    """``(A_n, A_p)``: the log-sum-exp of z along ``axis`` over the negatives and over the
-    positives (kept along it; -inf for an empty set), from one exponential of z shifted by
-    its own set's largest."""
+def _logsum_parts(ops: Any, z: Any, positive: Any, axis: int = -1) -> tuple[Any, ...]:
+    """``(m_n, m_p, S_n, S_p, e)``: along ``axis``, each set's shift (its largest z, 0 for an
+    empty set), ``e = exp(z - m)`` with the shift of each entry's set (at most 1), and each
+    set's sum of it (at least 1, 0 for an empty set), the sums kept along ``axis``."""
     below = float("-inf")
     m_n = ops.max(ops.where(positive, below, z), axis=axis, keepdims=True)
     m_p = ops.max(ops.where(positive, z, below), axis=axis, keepdims=True)
@@ -44,6 +44,14 @@ def _logsums(ops: Any, z: Any, positive: Any, axis: int = -1) -> tuple[Any, Any]
     e = ops.exp(z - ops.where(positive, m_p, m_n))
     s_n = ops.sum(ops.where(positive, 0.0, e), axis=axis, keepdims=True)
     s_p = ops.sum(ops.where(positive, e, 0.0), axis=axis, keepdims=True)
+    return m_n, m_p, s_n, s_p, e
+
+
+def _logsums(ops: Any, z: Any, positive: Any, axis: int = -1) -> tuple[Any, Any]:
+    """``(A_n, A_p)``: the log-sum-exp of z along ``axis`` over the negatives and over the
+    positives (kept along it; -inf for an empty set), from one exponential of z shifted by
+    its own set's largest."""
+    m_n, m_p, s_n, s_p, _ = _logsum_parts(ops, z, positive, axis)
     return m_n + ops.log(s_n), m_p + ops.log(s_p)
 
 
@@ -90,21 +98,24 @@ def two_way_plain(ops: Any, x: Any, y: Any, tp: float, tn: float) -> tuple[Any, 
     z = x / tn at negatives and -x / tp at positives, L = tn A_n + tp A_p (A: the set's
     log-sum-exp of z), the mean of softplus(L) over the slices with a positive; a negative's
     derivative sigmoid(L) exp(z - A_n), a positive's -sigmoid(L) exp(z - A_p), over that
-    count (0 for a slice without a positive or without a negative)."""
+    count (0 for a slice without a positive or without a negative). The derivatives reuse the
+    exponentials of the log-sum-exps: ``exp(z - A) = e / S``, so a negative's is
+    ``e sigmoid(L) / S_n``."""
     positive = y > 0.5
     z = ops.where(positive, -x / tp, x / tn)
     below = float("-inf")
     total, grad = 0.0, ops.zeros_like(x)
     for axis in (0, 1):
-        a_n, a_p = _logsums(ops, z, positive, axis)
-        has_positive = a_p > below
-        both = has_positive & (a_n > below)
-        pairs = ops.where(both, tn * a_n + tp * a_p, below)
-        count = ops.maximum(ops.sum(ops.where(has_positive, 1.0, ops.zeros_like(a_p))), 1.0)
+        m_n, m_p, s_n, s_p, e = _logsum_parts(ops, z, positive, axis)
+        has_positive = s_p > 0.0
+        both = has_positive & (s_n > 0.0)
+        pairs = ops.where(both, tn * (m_n + ops.log(s_n)) + tp * (m_p + ops.log(s_p)), below)
+        count = ops.maximum(ops.sum(ops.where(has_positive, 1.0, ops.zeros_like(s_p))), 1.0)
         total = total + ops.sum(ops.softplus(pairs)) / count
-        exponent = z - ops.where(positive, a_p, a_n) + ops.log_sigmoid(pairs)
-        d = ops.where(both, ops.exp(ops.where(both, exponent, 0.0)), 0.0) / count
-        grad = grad + ops.where(positive, -d, d)
+        weight = ops.sigmoid(pairs) / count  # 0 where a set is empty (pairs -inf)
+        f_n = ops.where(both, weight / ops.where(both, s_n, 1.0), 0.0)
+        f_p = ops.where(both, weight / ops.where(both, s_p, 1.0), 0.0)
+        grad = grad + e * ops.where(positive, -f_p, f_n)
     return total, grad
 
 
