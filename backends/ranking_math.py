@@ -63,21 +63,30 @@ def _set_logsums(ops: Any, x: Any, y: Any) -> tuple[Any, ...]:
     return z, positive, *_logsums(ops, z, positive)
 
 
+def _set_parts(ops: Any, x: Any, y: Any) -> tuple[Any, ...]:
+    """``(positive, m_n, m_p, S_n, S_p, e)`` of :func:`_logsum_parts` for hard labels along
+    each row, z = x (1 - 2y)."""
+    positive = y > 0.5
+    return positive, *_logsum_parts(ops, x * (1.0 - 2.0 * y), positive)
+
+
 def zlpr_plain(ops: Any, x: Any, y: Any) -> tuple[Any, Any]:
-    z, positive, a_n, a_p = _set_logsums(ops, x, y)
-    softplus_n, softplus_p = ops.softplus(a_n), ops.softplus(a_p)
-    grad = ops.exp(z - ops.where(positive, softplus_p, softplus_n))
-    return softplus_n + softplus_p, ops.where(positive, -grad, grad)
+    positive, m_n, m_p, s_n, s_p, e = _set_parts(ops, x, y)
+    softplus_n, softplus_p = ops.softplus(m_n + ops.log(s_n)), ops.softplus(m_p + ops.log(s_p))
+    # exp(z - softplus(A)) = e exp(m - softplus(A)): the exponentials of the sums reused
+    f_n, f_p = ops.exp(m_n - softplus_n), ops.exp(m_p - softplus_p)
+    return softplus_n + softplus_p, e * ops.where(positive, -f_p, f_n)
 
 
 def lsep_plain(ops: Any, x: Any, y: Any) -> tuple[Any, Any]:
-    z, positive, a_n, a_p = _set_logsums(ops, x, y)
-    both = (a_n > float("-inf")) & (a_p > float("-inf"))
-    pairs = ops.where(both, a_n + a_p, float("-inf"))
-    # sigmoid(L) exp(z - A) = exp(z - A + log sigmoid(L)); a row without both sets has none
-    exponent = z - ops.where(positive, a_p, a_n) + ops.log_sigmoid(pairs)
-    grad = ops.where(both, ops.exp(ops.where(both, exponent, 0.0)), 0.0)
-    return ops.softplus(pairs), ops.where(positive, -grad, grad)
+    positive, m_n, m_p, s_n, s_p, e = _set_parts(ops, x, y)
+    both = (s_n > 0.0) & (s_p > 0.0)
+    pairs = ops.where(both, m_n + m_p + ops.log(s_n * s_p), float("-inf"))
+    # sigmoid(L) exp(z - A) = e sigmoid(L) / S; a row without both sets has none
+    weight = ops.sigmoid(pairs)
+    f_n = ops.where(both, weight / ops.where(both, s_n, 1.0), 0.0)
+    f_p = ops.where(both, weight / ops.where(both, s_p, 1.0), 0.0)
+    return ops.softplus(pairs), e * ops.where(positive, -f_p, f_n)
 
 
 def bp_mll_plain(ops: Any, x: Any, y: Any) -> tuple[Any, Any]:
