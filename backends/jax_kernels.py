@@ -202,7 +202,8 @@ def _plain_sum(
     if rows <= block or not tiled:
         values, local = plain(x.astype(compute), _targets(y, compute))
         return jnp.sum(values) * scale, ((local * scale).astype(x.dtype) if with_grad else None)
-    x2, y2 = x.reshape(rows, classes), y.reshape((rows, classes)[: y.ndim - x.ndim + 2])
+    x2 = x.reshape(rows, classes)
+    y2 = y.reshape(rows) if y.ndim < x.ndim else y.reshape(rows, classes)  # indices: one a row
     count = -(-rows // block)
 
     def step(i, carry):

@@ -14,6 +14,10 @@ policy change nothing, and what is left is a clip, a log or two and one row sum:
 
 Values are per row, shaped (..., 1). The caller checks the batch (:func:`observed`) and takes
 the spec's path for any batch that is not.
+
+sparse_probability_ce (class indices, ``INDEX_PLAIN``) is ``log S - log q_y`` with
+``q = clip(x, eps, 1 - eps)`` and ``S`` its row's sum, where every index is a class
+(:func:`indices_in_range`).
 """
 
 from __future__ import annotations
