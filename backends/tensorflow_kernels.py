@@ -14,12 +14,13 @@ passes of their own. Here:
   and the backward multiplies (per-entry values: ``reduction="none"``);
 - reduced to a mean or a sum, ``focal``, ``asl`` and the other losses with a plain form
   (poly1_focal, splc, hill, bce_focal; zlpr, lsep, bp_mll, two_way; probability_ce,
-  abs_kl) are one XLA computation each: the plain form that JAX's kernels use
+  abs_kl) are XLA computations: the plain form that JAX's kernels use
   (backends/binary_math.py, ranking_math.py, probability_math.py) for the batches its own
   check admits (hard labels and finite logits, say), and the spec's own path for any other
-  batch, chosen by a ``tf.cond`` inside it;
-- ``softmax_ce``, ``sparse_softmax_ce`` and ``poly1`` are one XLA computation each
-  (``jit_compile``), the loss's reduction included (:func:`fused_kernel`), from the formula
+  batch, the two chosen by a ``tf.cond`` outside them (:func:`_chosen`);
+- ``softmax_ce``, ``sparse_softmax_ce`` and ``poly1`` are XLA computations too (a plain form
+  and the general one, ``jit_compile``), the loss's reduction included (:func:`fused_kernel`),
+  from the formula
   written once for the compiled backends (backends/softmax_math.py): XLA fuses the value and
   the gradient into three loops, where TensorFlow's own fused ops were followed by the masks,
   the target mass and the rescaled gradient as passes of their own (and were slower than XLA
@@ -151,35 +152,38 @@ def _sparse_step(params: Mapping[str, Any], reduction: str):
         hit = y[:, None] == tf.range(classes, dtype=y.dtype)[None, :]
         return values[:, 0], softmax_math.sparse_grad(ops, e, total, hit, valid, s)
 
-    def compute(x, y):
-        out_dtype, x = x.dtype, _compute_dtype(x)
+    def prepared(x, y):
+        """(x in the compute dtype, y as gather takes it, kept, in range)"""
         if y.dtype not in (tf.int32, tf.int64):  # gather takes no other index (uint8 ...)
             y = tf.cast(y, tf.int64)
         kept = tf.ones_like(y, dtype=tf.bool) if ignore is None else tf.not_equal(y, ignore)
+        return _compute_dtype(x), y, kept, (y >= 0) & (y < x.shape[-1])
+
+    def plain_form(x, y):
+        out_dtype, (x, y, kept, in_range) = x.dtype, prepared(x, y)
         m = tf.reduce_max(x, axis=-1, keepdims=True)
         z = x - m
         e = tf.exp(z)
-        in_range = (y >= 0) & (y < x.shape[-1])
         total = tf.reduce_sum(e, axis=-1, keepdims=True)
         values, local = parts(x, y, in_range, m, z, e, total)
         plain = tf.reduce_all(kept & in_range) & _no_infinity(m, x)
-        fast = _reduced(values, local, kept, reduction)
-
-        def general_form():
-            m, z, e, total = softmax_math.exp_shifted(ops, x)
-            values, local = parts(x, y, in_range, m, z, e, total)
-            values = tf.where(kept, values, tf.zeros_like(values))
-            local = tf.where(kept[:, None], local, tf.zeros_like(local))
-            return _reduced(values, local, kept, reduction)
-
-        value, grad = tf.cond(plain, lambda: fast, general_form)
+        value, grad = _reduced(values, local, kept, reduction)
         return tf.cast(value, out_dtype), tf.cast(grad, out_dtype), plain
 
-    return _per_signature(compute)
+    def general_form(x, y):
+        out_dtype, (x, y, kept, in_range) = x.dtype, prepared(x, y)
+        m, z, e, total = softmax_math.exp_shifted(ops, x)
+        values, local = parts(x, y, in_range, m, z, e, total)
+        values = tf.where(kept, values, tf.zeros_like(values))
+        local = tf.where(kept[:, None], local, tf.zeros_like(local))
+        value, grad = _reduced(values, local, kept, reduction)
+        return tf.cast(value, out_dtype), tf.cast(grad, out_dtype)
+
+    return _chosen(plain_form, general_form)
 
 
 def _dense_step(params: Mapping[str, Any], epsilon: float, reduction: str):
-    """``step(x, y) -> (value, gradient, plain)``, one XLA computation: the softmax
+    """``step(x, y) -> (value, gradient, plain)``, from XLA computations: the softmax
     cross-entropy's value (per sample for ``"none"``, else reduced) and its gradient with
     respect to ``x`` for a cotangent of 1 on it, in ``x``'s dtype (float16 and bfloat16
     computed in float32), and whether the plain form computed them. ``y`` is the raw
@@ -188,9 +192,8 @@ def _dense_step(params: Mapping[str, Any], epsilon: float, reduction: str):
     The plain form (backends/softmax_math.py) is computed first, and its row maxima and
     minima tell whether it applies: no label missing and no logit infinite. For any other
     batch the general form, which masks, takes the limits and applies the NaN policy, runs
-    instead (one ``tf.cond`` inside the XLA computation, so only one of the two gradients is
-    ever computed). TensorFlow without XLA runs one op at a time, a pass over the logits each;
-    under XLA the value and the gradient come from three fused loops.
+    as well (:func:`_chosen`). TensorFlow without XLA runs one op at a time, a pass over the
+    logits each; under XLA the value and the gradient come from three fused loops.
     """
     from mlloss.backends import softmax_math
     from mlloss.backends.tensorflow import ops
@@ -200,7 +203,7 @@ def _dense_step(params: Mapping[str, Any], epsilon: float, reduction: str):
     def target(y, mask):
         return _distribution(ops, Prepared(y, mask, None), params)
 
-    def compute(x, y):
+    def plain_form(x, y):
         out_dtype, x = x.dtype, _compute_dtype(x)
         y = tf.cast(y, x.dtype)
         q = target(y, tf.ones_like(y, dtype=tf.bool))
@@ -208,22 +211,22 @@ def _dense_step(params: Mapping[str, Any], epsilon: float, reduction: str):
         # the plain form applies where no label is missing (a NaN label makes its row's
         # minimum NaN: the general form, whose value is NaN alike) and no logit is infinite
         plain = tf.reduce_all(tf.reduce_min(y, axis=-1) >= 0) & _no_infinity(m, x)
-        # computed before the tf.cond (and wasted on a batch that takes the general form):
-        # inside a branch, XLA would write the exponentials out for it to read back
         every = tf.ones_like(values, dtype=tf.bool)
-        fast = _reduced(values, softmax_math.dense_grad(parts, q, epsilon), every, reduction)
-
-        def general_form():
-            mask = ~(y < 0)
-            masked = target(tf.where(mask, y, tf.zeros_like(y)), mask)
-            out, general, _ = softmax_math.dense(ops, x, masked, mask, epsilon)
-            local = softmax_math.dense_grad(general, masked, epsilon)
-            return _reduced(out, local, tf.reduce_any(mask, axis=-1), reduction)
-
-        value, grad = tf.cond(plain, lambda: fast, general_form)
+        local = softmax_math.dense_grad(parts, q, epsilon)
+        value, grad = _reduced(values, local, every, reduction)
         return tf.cast(value, out_dtype), tf.cast(grad, out_dtype), plain
 
-    return _per_signature(compute)
+    def general_form(x, y):
+        out_dtype, x = x.dtype, _compute_dtype(x)
+        y = tf.cast(y, x.dtype)
+        mask = ~(y < 0)
+        masked = target(tf.where(mask, y, tf.zeros_like(y)), mask)
+        out, general, _ = softmax_math.dense(ops, x, masked, mask, epsilon)
+        local = softmax_math.dense_grad(general, masked, epsilon)
+        value, grad = _reduced(out, local, tf.reduce_any(mask, axis=-1), reduction)
+        return tf.cast(value, out_dtype), tf.cast(grad, out_dtype)
+
+    return _chosen(plain_form, general_form)
 
 
 def _binary_step(
@@ -233,22 +236,21 @@ def _binary_step(
     holds: Callable[..., Any],
     per: str = "element",
 ):
-    """``step(x, y) -> (value, gradient, plain)`` for a loss with a plain form, one XLA
-    computation: the reduced value and its gradient for a cotangent of 1, in ``x``'s dtype
-    (float16 and bfloat16 computed in float32), and whether the plain form computed them.
-    ``per``: what a mean divides by (entries, rows, or the one value of a batch).
+    """``step(x, y) -> (value, gradient, plain)`` for a loss with a plain form: the reduced
+    value and its gradient for a cotangent of 1, in ``x``'s dtype (float16 and bfloat16
+    computed in float32), and whether the plain form computed them. ``per``: what a mean
+    divides by (entries, rows, or the one value of a batch).
 
     The plain form (backends/binary_math.py, ranking_math.py, probability_math.py: the value
     and the gradient from shared transcendentals) applies where ``holds(ops, x, y)``: for the
     focal family and the ranking losses every label 0 or 1 and every logit finite (every
     probability in [0, 1] for bce_focal), for probability_ce and abs_kl every target observed
-    and every probability finite; it is computed first, as XLA would otherwise write its
-    temporaries out for a branch to read. Any other batch takes ``fallback(x, y)``, the
-    spec's own path (reduced), and its gradient, inside the same computation: one
-    ``tf.cond``."""
+    and every probability finite. It and its check are one XLA computation; any other batch
+    takes ``fallback(x, y)``, the spec's own path (reduced), and its gradient, in a second
+    one (:func:`_chosen`)."""
     from mlloss.backends.tensorflow import ops
 
-    def compute(x, y):
+    def plain_part(x, y):
         out_dtype, xc = x.dtype, _compute_dtype(x)
         yc = tf.cast(y, xc.dtype)
         plain = holds(ops, xc, yc)
@@ -263,18 +265,34 @@ def _binary_step(
                 size = tf.size(xc) if per == "element" else tf.size(xc) // tf.shape(xc)[-1]
             count = tf.cast(tf.maximum(size, 1), xc.dtype)
             total, local = total / count, local / count
-        fast = total, local
+        return tf.cast(total, out_dtype), tf.cast(local, out_dtype), plain
 
-        def general():
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                value = fallback(x, y)
-            return tf.cast(value, xc.dtype), tf.cast(tape.gradient(value, x), xc.dtype)
+    def general_part(x, y):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = fallback(x, y)
+        return tf.cast(value, x.dtype), tf.cast(tape.gradient(value, x), x.dtype)
 
-        value, grad = tf.cond(plain, lambda: fast, general)
-        return tf.cast(value, out_dtype), tf.cast(grad, out_dtype), plain
+    return _chosen(plain_part, general_part)
 
-    return _per_signature(compute)
+
+def _chosen(plain_form: Callable[..., Any], general_form: Callable[..., Any]):
+    """``step(x, y) -> (value, gradient, plain)`` from ``plain_form(x, y) -> (value,
+    gradient, plain)`` and ``general_form(x, y) -> (value, gradient)``, each its own XLA
+    computation: the plain form and its check run on every batch, and a ``tf.cond`` outside
+    both runs the general form for a batch the plain form does not hold for. Inside one
+    computation the plain form would be computed before its ``tf.cond`` too (inside a
+    branch, XLA writes its temporaries out for the branch to read back), and the branch that
+    returns its result copied it: the 16 MB gradient at 4096x1000 float32, 10 of focal's 56
+    ms. Outside XLA a branch hands its tensors on as they are."""
+    plain_step, general_step = _per_signature(plain_form), _per_signature(general_form)
+
+    def step(x: tf.Tensor, y: tf.Tensor) -> Any:
+        value, grad, plain = plain_step(x, y)
+        value, grad = tf.cond(plain, lambda: (value, grad), lambda: general_step(x, y))
+        return value, grad, plain
+
+    return step
 
 
 def _per_signature(compute: Callable[..., Any]) -> Callable[..., Any]:
@@ -550,7 +568,7 @@ def fused_kernel(
     mean_over_classes: bool,
     fallback: Callable[..., tf.Tensor] | None = None,
 ) -> Callable[..., tf.Tensor | None] | None:
-    """The loss as one XLA computation, ``fn(x, y, checked) -> value | None`` (None: take the
+    """The loss as XLA computations, ``fn(x, y, checked) -> value | None`` (None: take the
     spec's path), eagerly and inside ``tf.function`` alike; or None when no kernel computes
     this loss with these settings. focal and asl take ``fallback(x, y)`` (the spec's path,
     reduced) inside the computation for a batch their plain form does not hold for."""
