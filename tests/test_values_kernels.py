@@ -424,6 +424,20 @@ def test_whole_loss_kernel_one_non_finite_logit_alone(backend, name, logit, labe
         _close(got, expected, 1e-13)
 
 
+def _with_plain_doubled(forms, name, backend, monkeypatch):
+    """A summing Loss of its own (``get`` shares one, its kernel built already) whose plain
+    form, in the table ``forms``, is made wrong on purpose: twice the value and gradient."""
+    form = forms[name]
+
+    def doubled(ops, params):
+        plain = form(ops, params)
+        return lambda a, b: tuple(2.0 * v for v in plain(a, b))
+
+    monkeypatch.setitem(forms, name, doubled)
+    spec = mlloss.spec(name)
+    return mlloss.Loss(spec, backend, "sum", spec.resolve_params({}), validate=False)
+
+
 @pytest.mark.parametrize(
     "name",
     [
@@ -447,15 +461,7 @@ def test_tensorflow_focal_and_asl_take_the_plain_form_on_ordinary_batches(name, 
     from mlloss.backends import binary_math
 
     x, y = _inputs(name, np.float64)
-    form = binary_math.PLAIN[name]
-
-    def doubled(ops, params):
-        plain = form(ops, params)
-        return lambda a, b: tuple(2.0 * v for v in plain(a, b))
-
-    monkeypatch.setitem(binary_math.PLAIN, name, doubled)
-    spec = mlloss.spec(name)  # a Loss of its own: get() shares one, its kernel built already
-    loss = mlloss.Loss(spec, "tensorflow", "sum", spec.resolve_params({}), validate=False)
+    loss = _with_plain_doubled(binary_math.PLAIN, name, "tensorflow", monkeypatch)
     spec_sum = _closed_form("tensorflow", name, {}, "sum")
     np.testing.assert_allclose(loss(tf.constant(x), tf.constant(y)), 2 * spec_sum(x, y))
     y[0, 0] = -1.0
@@ -605,15 +611,7 @@ def test_jax_whole_loss_kernel_takes_the_plain_form_on_ordinary_batches(name, mo
     jax = pytest.importorskip("jax")
     from mlloss.backends import jax_kernels
 
-    form = jax_kernels.WHOLE[name]
-
-    def doubled(ops, params):
-        plain = form(ops, params)
-        return lambda a, b: tuple(2.0 * v for v in plain(a, b))
-
-    monkeypatch.setitem(jax_kernels.WHOLE, name, doubled)
-    spec = mlloss.spec(name)  # a Loss of its own: get() shares one, its kernel built already
-    loss = mlloss.Loss(spec, "jax", "sum", spec.resolve_params({}), validate=False)
+    loss = _with_plain_doubled(jax_kernels.WHOLE, name, "jax", monkeypatch)
     closed_form = _closed_form("jax", name, {}, "sum")
     x, y = _inputs(name, np.float64)
     x, y = jax.numpy.asarray(x), jax.numpy.asarray(y)
