@@ -315,10 +315,11 @@ def fused_kernel(
     tiled = name not in softmax_math.PLAIN
     fn = _whole(plain, fallback, reduction, binary_math.holds(name), per, tiled)
 
+    indices = name in probability_math.INDEX_PLAIN  # class indices, one per row
+
     def run(x: jax.Array, y: jax.Array, checked: bool) -> jax.Array | None:
         if not _on_cpu() or jnp.size(x) == 0:
             return None
-        indices = name in probability_math.INDEX_PLAIN
         if jnp.shape(y) != (jnp.shape(x)[:-1] if indices else jnp.shape(x)):
             return None
         if per == "batch" and jnp.ndim(x) != 2:  # a single sample is a batch of one

@@ -20,11 +20,11 @@ passes of their own. Here:
   batch, the two chosen by a ``tf.cond`` outside them (:func:`_chosen`);
 - ``softmax_ce``, ``sparse_softmax_ce`` and ``poly1`` are XLA computations too (a plain form
   and the general one, ``jit_compile``), the loss's reduction included (:func:`fused_kernel`),
-  from the formula
-  written once for the compiled backends (backends/softmax_math.py): XLA fuses the value and
-  the gradient into three loops, where TensorFlow's own fused ops were followed by the masks,
-  the target mass and the rescaled gradient as passes of their own (and were slower than XLA
-  even alone: the sparse one was 1.0x the native before, 0.68x after). The first call for
+  from the formula written once for the compiled backends (backends/softmax_math.py): XLA
+  fuses the value and the gradient into three loops, where TensorFlow's own fused ops were
+  followed by the masks, the target mass and the rescaled gradient as passes of their own
+  (and were slower than XLA even alone: the sparse one was 1.0x the native before, 0.68x
+  after). The first call for
   each shape and dtype compiles (about 0.2 s on the CPU); a TensorFlow without XLA for the
   device (tensorflow-metal) needs ``fused=False``.
 
