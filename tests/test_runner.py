@@ -23,7 +23,6 @@ from mlloss.cli import main
 from mlloss.conformance import cases, runner
 from mlloss.conformance.tolerances import TABLE
 
-
 # sigmoid_bce: a binary loss on the XLA whole-loss kernels; sparse_softmax_ce: class indices.
 XLA_SLICE = ("sigmoid_bce", "sparse_softmax_ce")
 EAGER = ("numpy", "torch")

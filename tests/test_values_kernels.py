@@ -66,6 +66,19 @@ WHOLE_ONLY = [
     ("abs_kl", {"eps": 0.05}),
 ]
 SHAPE = (12, 7)
+
+
+@pytest.fixture(autouse=True)
+def _hinge_kernel_at_any_size(monkeypatch):
+    """JAX's multilabel_hinge kernel runs at these tests' small shapes too (it takes batches
+    of at least ``_FEW_PAIRS`` (sample, class, class) triples; that gate has a test of its
+    own)."""
+    if importlib.util.find_spec("jax") is not None:
+        from mlloss.backends import jax_kernels
+
+        monkeypatch.setattr(jax_kernels, "_FEW_PAIRS", 0)
+
+
 RTOL = {np.float64: 1e-13, np.float32: 2e-6}
 
 
@@ -556,6 +569,10 @@ JAX_WHOLE = [
     # class indices (backends/probability_math.py INDEX_PLAIN): every index a class
     ("sparse_probability_ce", {}),
     ("sparse_probability_ce", {"eps": 0.05}),
+    # multilabel_hinge (jax_kernels.multilabel_hinge_plain): sorted rows, no C x C pairs
+    ("multilabel_hinge", {}),
+    ("multilabel_hinge", {"margin": 0.5}),
+    ("multilabel_hinge", {"margin": 0.0}),
 ]
 
 
@@ -603,7 +620,8 @@ def test_jax_whole_loss_kernel_equals_formula(
 
 
 @pytest.mark.parametrize(
-    "name", ["focal", "zlpr", "probability_ce", "softmax_ce", "sparse_probability_ce"]
+    "name",
+    ["focal", "zlpr", "probability_ce", "softmax_ce", "sparse_probability_ce", "multilabel_hinge"],
 )
 def test_jax_whole_loss_kernel_takes_the_plain_form_on_ordinary_batches(name, monkeypatch):
     """The plain form computes an ordinary batch (made wrong on purpose, it shows in the value
@@ -620,6 +638,79 @@ def test_jax_whole_loss_kernel_takes_the_plain_form_on_ordinary_batches(name, mo
     y = y.at[0].set(-100) if y.ndim == 1 else y.at[0, 0].set(-1.0)  # an ignored sample
     for got, expected in zip(_jax_step(loss, x, y), _jax_step(closed_form, x, y), strict=True):
         _close(got, expected, 1e-13)
+
+
+def test_jax_multilabel_hinge_kernel_only_for_many_pairs(monkeypatch):
+    """Below ``_FEW_PAIRS`` (sample, class, class) triples the formula computes the batch; at
+    or above it the sorted rows do (made wrong on purpose, it shows)."""
+    jax = pytest.importorskip("jax")
+    from mlloss.backends import jax_kernels
+
+    x, y = (jax.numpy.asarray(a) for a in _inputs("multilabel_hinge", np.float64))
+    closed_form = _closed_form("jax", "multilabel_hinge", {}, "sum")
+    loss = _with_plain_doubled(jax_kernels.WHOLE, "multilabel_hinge", "jax", monkeypatch)
+    for gate, factor in [(x.size * 7 + 1, 1.0), (x.size * 7, 2.0)]:
+        monkeypatch.setattr(jax_kernels, "_FEW_PAIRS", gate)
+        _close(loss(x, y), factor * closed_form(x, y), 1e-13)
+
+
+def test_jax_multilabel_hinge_kernel_passes_the_conformance_suite():
+    """The conformance fixtures are smaller than ``_FEW_PAIRS``: here the sorted rows compute
+    every one of them (the fixture above lowers the gate; the runner works in this process)."""
+    pytest.importorskip("jax")
+    from mlloss.conformance import runner
+
+    dtypes = ["float64", "float32"]  # half precision computes in float32
+    report = runner.run(["multilabel_hinge"], ["jax"], dtypes, ["cpu"], with_seed=False)
+    assert [(c.dtype, c.status) for c in report.cells] == [(d, "pass") for d in dtypes]
+
+
+@pytest.mark.parametrize("margin", [1.0, 0.5, 0.0])
+def test_jax_multilabel_hinge_kernel_at_ties_and_kinks(margin):
+    """Sorted rows meet the formula where pairs sit exactly at the hinge's corner
+    (x_j - x_i = m: flat, 0 on both sides), where logits repeat (+0 and -0 among them), and
+    in rows without a positive or without a negative."""
+    jax = pytest.importorskip("jax")
+    x = np.array(
+        [
+            [1.0, 0.0, 0.0, -0.0, 2.0, 1.0, 0.5],
+            [margin, 0.0, margin, 0.0, -margin, 0.0, 3.0],
+            [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5],
+            [2.0, -1.0, 0.0, 1.0, 4.0, -3.0, 0.25],
+            [2.0, -1.0, 0.0, 1.0, 4.0, -3.0, 0.25],
+        ]
+    )
+    y = np.array(
+        [
+            [1, 0, 1, 0, 0, 1, 0],
+            [1, 0, 0, 1, 0, 1, 1],
+            [1, 0, 1, 0, 0, 1, 0],
+            [0, 0, 0, 0, 0, 0, 0],  # no positive
+            [1, 1, 1, 1, 1, 1, 1],  # no negative
+        ],
+        dtype=np.float64,
+    )
+    loss = mlloss.get("multilabel_hinge", backend="jax", reduction="sum", margin=margin)
+    closed_form = _closed_form("jax", "multilabel_hinge", {"margin": margin}, "sum")
+    x, y = jax.numpy.asarray(x), jax.numpy.asarray(y)
+    for got, expected in zip(_jax_step(loss, x, y), _jax_step(closed_form, x, y), strict=True):
+        _close(got, expected, 1e-15)
+
+
+def test_jax_multilabel_hinge_kernel_keeps_its_digits_at_large_logits():
+    """Logits near 1e4 in float32: the value is a sum of non-negative gaps and differences,
+    exact to float32's rounding of the sum (sums of the logits themselves, as sum x_i - n t_j,
+    lost 2e-4 of this value)."""
+    jax = pytest.importorskip("jax")
+    rng = np.random.default_rng(3)
+    x = (1e4 + rng.normal(size=(6, 50))).astype(np.float32)
+    y = (rng.random((6, 50)) < 0.3).astype(np.float32)
+    loss = mlloss.get("multilabel_hinge", backend="jax", reduction="sum")
+    expected = mlloss.get("multilabel_hinge", backend="numpy", reduction="sum")
+    got = loss.value_and_grad(jax.numpy.asarray(x), jax.numpy.asarray(y))
+    want = expected.value_and_grad(x.astype(np.float64), y.astype(np.float64))
+    _close(got[0], want[0], 2e-6)
+    _close(got[1], want[1], 1e-7)
 
 
 def test_jax_whole_loss_kernel_takes_the_plain_form_only_where_it_holds():
