@@ -32,9 +32,9 @@ values``, for losses with no per-class weights and no extra heads.
 ``focal``, ``asl`` and the other losses with a plain form (the focal family and bce_focal,
 zlpr, lsep, bp_mll and two_way, probability_ce and abs_kl; softmax_ce whole, not in blocks,
 where every target is observed: backends/softmax_math.py; multilabel_hinge from sorted rows,
-:func:`multilabel_hinge_plain`: ``WHOLE``, through ``fused_kernel``) have whole-loss kernels: the reduced value and its gradient in one
-computation. XLA on the CPU materialises every
-intermediate that more than one expression reads (the exponentials a value and its gradient
+:func:`multilabel_hinge_plain`: ``WHOLE``, through ``fused_kernel``) have whole-loss
+kernels: the reduced value and its gradient in one computation. XLA on the CPU materialises
+every intermediate that more than one expression reads (the exponentials a value and its gradient
 share, a power computed as ``s * s``), each a fresh buffer of the logits' size, so the spec's
 formula costs about twenty passes. The kernel takes a plain form (backends/binary_math.py: one
 exponential, a ``log1p`` or two and one reciprocal per entry) when every label is 0 or 1 and
