@@ -239,6 +239,10 @@ _HALF = (jnp.float16, jnp.bfloat16)
 #: 64x256: 21 ms against 3.0 ms; 1024x80: 28 ms against 8.5 ms)
 _FEW_PAIRS = 2**21
 
+#: the most (sample, class, class) triples multilabel_hinge's formula holds at once where the
+#: kernel runs it for a batch its plain form does not hold for (64 MB a float32 intermediate)
+_PAIR_BLOCK = 2**24
+
 #: entries per block of rows when a plain form runs tiled on the CPU: 2 MB of float32, so that
 #: a block's temporaries stay in the cache
 _BLOCK_ENTRIES = 2**19
@@ -304,6 +308,49 @@ def _plain_sum(
     return total * scale, grad.reshape(x.shape)
 
 
+def _in_row_blocks(
+    fallback: Callable[..., Any],
+    x: jax.Array,
+    y: jax.Array,
+    block: int,
+    with_grad: bool,
+    reduction: str,
+) -> tuple[jax.Array, jax.Array | None]:
+    """The spec's path, reduced, and its gradient (or None), computed ``block`` rows at a time
+    (a ``lax.map``), so that a formula over pairs of classes holds block x C x C entries at
+    once rather than N x C x C. Each block gives the sum of its values and what a mean
+    divides by (``fallback(x, y, parts=True)``); the batch's sum is their totals' sum, its
+    mean that over the sum of what the blocks' means divide by.
+    The rows are padded to whole blocks with missing labels (-1), which add nothing and do not
+    count."""
+    classes = x.shape[-1]
+    rows = x.size // classes
+    count = -(-rows // block)
+    pad = count * block - rows
+    x3 = jnp.pad(x.reshape(rows, classes), ((0, pad), (0, 0))).reshape(count, block, classes)
+    y2 = jnp.pad(y.reshape(rows, classes), ((0, pad), (0, 0)), constant_values=-1)
+    y3 = y2.reshape(count, block, classes)
+
+    def one(args):
+        xb, yb = args
+        if not with_grad:
+            total, denominator = fallback(xb, yb, parts=True)
+            return total, denominator, None
+        total, pullback, denominator = jax.vjp(
+            lambda v: fallback(v, yb, parts=True), xb, has_aux=True
+        )
+        (grad,) = pullback(jnp.ones_like(total))
+        return total, denominator, grad
+
+    totals, denominators, grads = jax.lax.map(one, (x3, y3))
+    denominator = jnp.sum(denominators) if reduction == "mean" else jnp.ones_like(totals[0])
+    divide = jnp.where(denominator > 0, denominator, 1.0)
+    value = jnp.sum(totals) / divide
+    if not with_grad:
+        return value, None
+    return value, (grads.reshape(-1, classes)[:rows] / divide).reshape(x.shape).astype(x.dtype)
+
+
 def _whole(
     plain: Plain,
     fallback: Callable[..., jax.Array],
@@ -311,11 +358,27 @@ def _whole(
     holds: Callable[..., Any] = binary_math.hard_labels,
     per: str = "element",
     tiled: bool = True,
+    pairs: bool = False,
 ):
     """``fn(x, y) -> the reduced value``: the plain form where the batch allows it, else
     ``fallback(x, y)`` (the spec's path, reduced, in the compute dtype); a custom VJP whose
     backward multiplies the gradient the forward computed by the cotangent. ``tiled``: block
-    by block of rows on the CPU (never for a loss per batch)."""
+    by block of rows on the CPU (never for a loss per batch). ``pairs``: the spec's formula
+    holds C x C entries a row, and runs on blocks of rows of at most ``_PAIR_BLOCK`` entries:
+    XLA reserves the buffers of both branches of a ``lax.cond``, so a formula over the whole
+    batch would cost its N x C x C entries' memory even where the plain form computes it."""
+
+    def spec_path(x, y, compute, with_grad):
+        classes = x.shape[-1]
+        block = max(1, _PAIR_BLOCK // (classes * classes))
+        if pairs and x.size // classes > block:
+            value, grad = _in_row_blocks(fallback, x, y, block, with_grad, reduction)
+            return value.astype(compute), grad
+        if not with_grad:
+            return fallback(x, y).astype(compute), None
+        value, pullback = jax.vjp(lambda v: fallback(v, y), x)
+        (grad,) = pullback(jnp.ones_like(value))
+        return value.astype(compute), grad
 
     def reduced(x, y, compute, with_grad):
         # every entry observed: a mean is over all of them (over the rows for a loss per
@@ -326,11 +389,6 @@ def _whole(
         # a batch's one value couples its rows: never block by block
         return _plain_sum(plain, x, y, compute, with_grad, scale, tiled and per != "batch")
 
-    def general(x, y, compute):
-        value, pullback = jax.vjp(lambda v: fallback(v, y), x)
-        (grad,) = pullback(jnp.ones_like(value))
-        return value.astype(compute), grad
-
     def parts(x, y, with_grad):
         compute = jnp.float32 if x.dtype in _HALF else x.dtype
         is_plain = holds(_ops(), x.astype(compute), _targets(y, compute))
@@ -338,12 +396,12 @@ def _whole(
             return jax.lax.cond(
                 is_plain,
                 lambda: reduced(x, y, compute, False)[0],
-                lambda: fallback(x, y).astype(compute),
+                lambda: spec_path(x, y, compute, False)[0],
             ).astype(x.dtype)
         value, grad = jax.lax.cond(
             is_plain,
             lambda: reduced(x, y, compute, True),
-            lambda: general(x, y, compute),
+            lambda: spec_path(x, y, compute, True),
         )
         return value.astype(x.dtype), grad
 
@@ -390,10 +448,10 @@ def fused_kernel(
     # batch, and in blocks it ran slower (4096x1000 float32: 1.15x-1.30x optax's
     # softmax_cross_entropy tiled, 1.05x whole, in one session's runs)
     tiled = name not in softmax_math.PLAIN
-    fn = _whole(plain, fallback, reduction, binary_math.holds(name), per, tiled)
+    pairwise = name == "multilabel_hinge"
+    fn = _whole(plain, fallback, reduction, binary_math.holds(name), per, tiled, pairwise)
 
     indices = name in probability_math.INDEX_PLAIN  # class indices, one per row
-    pairwise = name == "multilabel_hinge"
 
     def run(x: jax.Array, y: jax.Array, checked: bool) -> jax.Array | None:
         if not _on_cpu() or jnp.size(x) == 0:

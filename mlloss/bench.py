@@ -593,7 +593,7 @@ def run(
         for shape in shapes:
             for dtype in dtypes:
                 for name in names:
-                    too_large = _too_large(name, shape, backend)
+                    too_large = _too_large(name, shape, backend, device)
                     if too_large:
                         if on_skip and (name, shape) not in told:
                             told.add((name, shape))
@@ -608,20 +608,23 @@ def run(
 
 #: losses whose formula holds one entry per (positive, negative) pair of a sample: N x C x C
 _PAIRWISE = frozenset({"multilabel_hinge"})
-#: the backends that compute a pairwise loss without its pairs (torch's kernel sorts each row)
-_UNPAIRED = frozenset({"torch"})
+#: the (backend, device) pairs that compute a pairwise loss without holding all its pairs:
+#: torch's kernel sorts each row; JAX's on the CPU too, and runs the formula for other batches
+#: a block of rows at a time (backends/jax_kernels.py)
+_UNPAIRED = frozenset({("torch", "cpu"), ("torch", "cuda"), ("jax", "cpu")})
 #: the most pair entries a bench step may hold (256 MB of float32 per intermediate)
 _PAIRS_BUDGET = 2**26
 
 
-def _too_large(name: str, shape: tuple[int, int], backend: str) -> str | None:
-    """Why (loss, shape) is left out of a bench run on ``backend``, or None: a pairwise
-    loss's N x C x C intermediates at thousands of classes would exhaust a machine's memory
-    (4096x1000 is 4.1e9 pairs, 16 GB for each float32 intermediate), not measure anything.
-    torch's kernel holds no pairs (backends/torch_kernels.py)."""
+def _too_large(name: str, shape: tuple[int, int], backend: str, device: str = "cpu") -> str | None:
+    """Why (loss, shape) is left out of a bench run on ``backend`` and ``device``, or None: a
+    pairwise loss's N x C x C intermediates at thousands of classes would exhaust a machine's
+    memory (4096x1000 is 4.1e9 pairs, 16 GB for each float32 intermediate), not measure
+    anything. torch's kernel holds no pairs, nor JAX's on the CPU (``_UNPAIRED``)."""
     rows, classes = shape
     pairs = rows * classes * classes
-    if name not in _PAIRWISE or pairs <= _PAIRS_BUDGET or backend in _UNPAIRED:
+    unpaired = (backend, device) in _UNPAIRED
+    if name not in _PAIRWISE or pairs <= _PAIRS_BUDGET or unpaired:
         return None
     return (
         f"skipped: {name} on {backend} at {rows}x{classes} holds {pairs:.1e} pairs "

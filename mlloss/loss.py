@@ -513,10 +513,19 @@ class Loss:
             found = None
             if find is not None and not self.spec.heads:
 
-                def fallback(x: Any, y: Any) -> Any:
+                def fallback(x: Any, y: Any, parts: bool = False) -> Any:
                     """The spec's path for a batch the kernel's plain form does not hold for:
-                    reduced, in the compute dtype."""
-                    return self._reduced(ops, x, y, (), self.fused, kernels=False)[0]
+                    reduced, in the compute dtype. With ``parts``: the sum of the values and
+                    what a mean divides it by (1 for a sum), for a kernel that runs the spec's
+                    path on blocks of rows."""
+                    if not parts:
+                        return self._reduced(ops, x, y, (), self.fused, kernels=False)[0]
+                    values, counted, t, p, compute = self._values(
+                        ops, x, y, (), self.fused, kernels=False
+                    )
+                    denominator = self._denominator(ops, counted, t, p, compute)
+                    total = ops.sum(values)
+                    return total, (total * 0.0 + 1.0 if denominator is None else denominator)
 
                 found = find(
                     self.name,

@@ -600,12 +600,14 @@ def test_jax_whole_loss_kernel_equals_formula(
 ):
     """The kernel against the closed form: its plain form on ordinary batches, the spec's path
     on batches with edges; whole, and tiled in blocks of 5 rows of 12 (the last block starts
-    at row 7 and counts rows 10 and 11 only)."""
+    at row 7 and counts rows 10 and 11 only; multilabel_hinge's spec path in blocks of 5
+    rows too, the last padded with 3 rows of missing labels)."""
     jax = pytest.importorskip("jax")
     from mlloss.backends import jax_kernels
 
     if block_rows is not None:
         monkeypatch.setattr(jax_kernels, "_BLOCK_ENTRIES", block_rows * SHAPE[-1])
+        monkeypatch.setattr(jax_kernels, "_PAIR_BLOCK", block_rows * SHAPE[-1] ** 2)
     ops = _ops("jax")
     loss = mlloss.get(name, backend="jax", reduction=reduction, validate=False, **params)
     assert loss._kernel(ops) is not None, "the whole-loss kernel is used"
@@ -663,6 +665,29 @@ def test_jax_multilabel_hinge_kernel_passes_the_conformance_suite():
     dtypes = ["float64", "float32"]  # half precision computes in float32
     report = runner.run(["multilabel_hinge"], ["jax"], dtypes, ["cpu"], with_seed=False)
     assert [(c.dtype, c.status) for c in report.cells] == [(d, "pass") for d in dtypes]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("block_rows", [1, 5, 12])
+def test_jax_multilabel_hinge_spec_path_in_row_blocks(reduction, block_rows, monkeypatch):
+    """A batch the sorted rows do not take (missing labels, a soft one; finite logits, so no
+    NaN hides a block's share) runs the formula on blocks of rows: the same value and
+    gradient as the formula over the whole batch, a mean over the samples that count (one
+    has no label at all)."""
+    jax = pytest.importorskip("jax")
+    from mlloss.backends import jax_kernels
+
+    monkeypatch.setattr(jax_kernels, "_PAIR_BLOCK", block_rows * SHAPE[-1] ** 2)
+    x, y = _inputs("multilabel_hinge", np.float64)
+    y[0, :3], y[3, :], y[11, 2], y[6, 4] = -1.0, -1.0, -1.0, 0.7
+    loss = mlloss.get("multilabel_hinge", backend="jax", reduction=reduction, validate=False)
+    closed_form = _closed_form("jax", "multilabel_hinge", {}, reduction)
+    x, y = jax.numpy.asarray(x), jax.numpy.asarray(y)
+    for got, expected in zip(
+        jax.jit(lambda a, b: _jax_step(loss, a, b))(x, y), _jax_step(closed_form, x, y), strict=True
+    ):
+        _close(got, expected, 1e-13)
+    _close(jax.jit(loss)(x, y), closed_form(x, y), 1e-13)
 
 
 @pytest.mark.parametrize("margin", [1.0, 0.5, 0.0])
