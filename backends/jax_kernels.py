@@ -32,7 +32,7 @@ values``, for losses with no per-class weights and no extra heads.
 ``focal``, ``asl`` and the other losses with a plain form (the focal family and bce_focal,
 zlpr, lsep, bp_mll and two_way, probability_ce and abs_kl; softmax_ce whole, not in blocks,
 where every target is observed: backends/softmax_math.py; multilabel_hinge from sorted rows,
-:func:`multilabel_hinge_plain`: ``WHOLE``, through ``fused_kernel``) have whole-loss
+ranking_math.multilabel_hinge_plain: ``WHOLE``, through ``fused_kernel``) have whole-loss
 kernels: the reduced value and its gradient in one computation. XLA on the CPU materialises
 every intermediate that more than one expression reads (the exponentials a value and its gradient
 share, a power computed as ``s * s``), each a fresh buffer of the logits' size, so the spec's
@@ -56,7 +56,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from mlloss.backends import binary_math, probability_math, softmax_math
+from mlloss.backends import binary_math, probability_math, ranking_math, softmax_math
 from mlloss.backends.jax import materialized, other_cotangents, perturbed
 from mlloss.losses.softmax import POLY1_CROSS_ENTROPY, _distribution
 from mlloss.spec import Prepared
@@ -172,54 +172,26 @@ def _sorted_rows(a: jax.Array) -> jax.Array:
     return jax.lax.bitcast_convert_type(flip(keys), a.dtype)
 
 
-def multilabel_hinge_plain(margin: float) -> Plain:
-    """multilabel_hinge's per-row value and gradient for labels in {0, 1} and finite logits,
-    in O(C log C) from two sorts of each row, where the formula holds C x C pairs (4096x1000:
-    4.1e9, 16 GB for each float32 intermediate). With v the row's negatives sorted, a
-    positive j's active negatives (x_i > t_j = x_j - m, where m - (x_j - x_i) > 0) are the
-    n_j = K - q_j after its place q_j in v (K negatives); its share of the row's sum is
+class _Rows:
+    """The row operations of ranking_math.multilabel_hinge_plain on JAX."""
 
-        sum_{k >= q_j} (v_k - v_{q_j}) + n_j (m - (x_j - v_{q_j})),
+    sort = staticmethod(_sorted_rows)
 
-    the first sum as ``sum_{k >= q_j} g_k (K - 1 - k)`` over the gaps ``g_k = v_{k+1} - v_k``:
-    every term is non-negative, so nothing cancels (a prefix sum of the logits themselves
-    would lose the value's digits to the logits' size, as at 1e4 in float32), and the last
-    term is the formula's own difference for the nearest active pair. A positive's derivative
-    is -n_j, a negative's the positives whose threshold lies below it (a search of its logit
-    among the positives' sorted thresholds), each over the C classes. Positives: y > 0.5."""
+    @staticmethod
+    def search(ordered: jax.Array, queries: jax.Array, right: bool) -> jax.Array:
+        side = "right" if right else "left"
+        classes = ordered.shape[-1]
+        rows = jax.vmap(lambda a, b: jnp.searchsorted(a, b, side=side, method="scan"))
+        flat = rows(ordered.reshape(-1, classes), queries.reshape(-1, queries.shape[-1]))
+        return flat.reshape(queries.shape)
 
-    def plain(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
-        classes = x.shape[-1]
-        positive = y > 0.5
-        thresholds = x - margin
-        # the negatives first, ascending; the positives' thresholds likewise
-        v = _sorted_rows(jnp.where(positive, jnp.inf, x))
-        u = _sorted_rows(jnp.where(positive, thresholds, jnp.inf))
-        negatives = jnp.sum(~positive, axis=-1, keepdims=True)
+    @staticmethod
+    def take(a: jax.Array, index: jax.Array) -> jax.Array:
+        return jnp.take_along_axis(a, jnp.clip(index, 0, a.shape[-1] - 1), axis=-1)
 
-        def search(side, ordered, queries):
-            rows = jax.vmap(lambda a, b: jnp.searchsorted(a, b, side=side, method="scan"))
-            flat = rows(ordered.reshape(-1, classes), queries.reshape(-1, classes))
-            return flat.reshape(x.shape)
-
-        place = search("right", v, thresholds)  # how many negatives are at or below t_j
-        below = search("left", u, x)  # how many positives' thresholds are below x_i
-        k = jnp.arange(classes - 1)
-        gaps = jnp.where(k + 1 < negatives, v[..., 1:] - v[..., :-1], 0.0)
-        weighted = gaps * (negatives - 1 - k).astype(x.dtype)
-        beyond = jnp.cumsum(weighted[..., ::-1], axis=-1)[..., ::-1]
-        beyond = jnp.concatenate([beyond, jnp.zeros_like(x[..., :1])], axis=-1)
-        active = negatives - place
-        at = jnp.minimum(place, classes - 1)
-        has = positive & (active > 0)
-        nearest = jnp.where(has, jnp.take_along_axis(v, at, axis=-1), 0.0)
-        share = jnp.take_along_axis(beyond, at, axis=-1)
-        share = share + active.astype(x.dtype) * (margin - (x - nearest))
-        value = jnp.sum(jnp.where(has, share, 0.0), axis=-1, keepdims=True) / classes
-        grad = jnp.where(positive, -active, below).astype(x.dtype) / classes
-        return value, grad
-
-    return plain
+    @staticmethod
+    def suffix_sum(a: jax.Array) -> jax.Array:
+        return jnp.cumsum(a[..., ::-1], axis=-1)[..., ::-1]
 
 
 #: the losses with a whole-loss kernel: ``WHOLE[name](ops, params) -> plain form or None``
@@ -228,7 +200,9 @@ WHOLE = {
     **binary_math.PLAIN,
     **softmax_math.PLAIN,
     **probability_math.INDEX_PLAIN,
-    "multilabel_hinge": lambda ops, params: multilabel_hinge_plain(float(params["margin"])),
+    "multilabel_hinge": lambda ops, params: ranking_math.multilabel_hinge_plain(
+        ops, _Rows, float(params["margin"])
+    ),
 }
 
 _HALF = (jnp.float16, jnp.bfloat16)

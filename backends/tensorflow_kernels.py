@@ -235,6 +235,7 @@ def _binary_step(
     reduction: str,
     holds: Callable[..., Any],
     per: str = "element",
+    plain_xla: bool = True,
 ):
     """``step(x, y) -> (value, gradient, plain)`` for a loss with a plain form: the reduced
     value and its gradient for a cotangent of 1, in ``x``'s dtype (float16 and bfloat16
@@ -247,7 +248,8 @@ def _binary_step(
     probability in [0, 1] for bce_focal), for probability_ce and abs_kl every target observed
     and every probability finite. It and its check are one XLA computation; any other batch
     takes ``fallback(x, y)``, the spec's own path (reduced), and its gradient, in a second
-    one (:func:`_chosen`)."""
+    one (:func:`_chosen`). ``plain_xla``: whether the plain form is compiled with XLA too.
+    """
     from mlloss.backends.tensorflow import ops
 
     def plain_part(x, y):
@@ -273,10 +275,12 @@ def _binary_step(
             value = fallback(x, y)
         return tf.cast(value, x.dtype), tf.cast(tape.gradient(value, x), x.dtype)
 
-    return _chosen(plain_part, general_part)
+    return _chosen(plain_part, general_part, plain_xla)
 
 
-def _chosen(plain_form: Callable[..., Any], general_form: Callable[..., Any]):
+def _chosen(
+    plain_form: Callable[..., Any], general_form: Callable[..., Any], plain_xla: bool = True
+):
     """``step(x, y) -> (value, gradient, plain)`` from ``plain_form(x, y) -> (value,
     gradient, plain)`` and ``general_form(x, y) -> (value, gradient)``, each its own XLA
     computation: the plain form and its check run on every batch, and a ``tf.cond`` outside
@@ -284,8 +288,10 @@ def _chosen(plain_form: Callable[..., Any], general_form: Callable[..., Any]):
     computation the plain form would be computed before its ``tf.cond`` too (inside a
     branch, XLA writes its temporaries out for the branch to read back), and the branch that
     returns its result copied it: the 16 MB gradient at 4096x1000 float32, 10 of focal's 56
-    ms. Outside XLA a branch hands its tensors on as they are."""
-    plain_step, general_step = _per_signature(plain_form), _per_signature(general_form)
+    ms. Outside XLA a branch hands its tensors on as they are. ``plain_xla``: whether the
+    plain form is compiled with XLA (else a graph of TensorFlow's own kernels)."""
+    plain_step = _per_signature(plain_form, plain_xla)
+    general_step = _per_signature(general_form)
 
     def step(x: tf.Tensor, y: tf.Tensor) -> Any:
         value, grad, plain = plain_step(x, y)
@@ -295,13 +301,14 @@ def _chosen(plain_form: Callable[..., Any], general_form: Callable[..., Any]):
     return step
 
 
-def _per_signature(compute: Callable[..., Any]) -> Callable[..., Any]:
+def _per_signature(compute: Callable[..., Any], xla: bool = True) -> Callable[..., Any]:
     """``compute`` compiled with XLA, one ``tf.function`` per shape and dtype of its inputs
     (a shape with unknown sizes, as inside a ``tf.function`` traced for any batch size, is one
     signature: XLA compiles it for each size it meets). One tf.function retraced for each
     new shape would warn about retracing after five; one traced for shapes with unknown
     sizes (``reduce_retracing``) and then called eagerly aborted the process in TensorFlow
-    2.21 (XLA reading the shape of a dynamic output)."""
+    2.21 (XLA reading the shape of a dynamic output). ``xla``: False for a graph of
+    TensorFlow's own kernels."""
     compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
 
     def step(x: tf.Tensor, y: tf.Tensor) -> Any:
@@ -311,7 +318,7 @@ def _per_signature(compute: Callable[..., Any]) -> Callable[..., Any]:
             # a fresh object each: TensorFlow counts retracing per function (per code object,
             # which a partial has none of)
             fn = compiled.setdefault(
-                key, tf.function(functools.partial(compute), jit_compile=True, autograph=False)
+                key, tf.function(functools.partial(compute), jit_compile=xla, autograph=False)
             )
         return fn(x, y)
 
@@ -551,13 +558,56 @@ def _binary_whole(
     from mlloss.backends import binary_math
     from mlloss.backends.tensorflow import ops
 
-    form = binary_math.PLAIN.get(name)
+    form = OUTSIDE_XLA.get(name, binary_math.PLAIN.get(name))
     if form is None or fallback is None or reduction not in ("mean", "sum"):
         return None
     plain = form(ops, params)
     if plain is None:
         return None
-    return _binary_step(plain, fallback, reduction, binary_math.holds(name), per)
+    holds = binary_math.holds(name)
+    xla = name not in OUTSIDE_XLA
+    return _binary_step(plain, fallback, reduction, holds, per, plain_xla=xla)
+
+
+class _Rows:
+    """The row operations of ranking_math.multilabel_hinge_plain on TensorFlow, run outside
+    XLA: XLA lowers ``tf.searchsorted`` to a comparison of every query with every entry (16.9
+    GB at 4096x1000 float32, 13 s), where TensorFlow's own kernel searches (0.41 s with its
+    sort). Rows sort as integers with the floats' order (ranking_math)."""
+
+    @staticmethod
+    def sort(a: tf.Tensor) -> tf.Tensor:
+        ints, bits = (tf.int64, 63) if a.dtype == tf.float64 else (tf.int32, 31)
+
+        def flip(b):
+            low = tf.bitwise.bitwise_and(tf.bitwise.right_shift(b, bits), ints.max)
+            return tf.bitwise.bitwise_xor(b, low)
+
+        return tf.bitcast(flip(tf.sort(flip(tf.bitcast(a, ints)), axis=-1)), a.dtype)
+
+    @staticmethod
+    def search(ordered: tf.Tensor, queries: tf.Tensor, right: bool) -> tf.Tensor:
+        return tf.searchsorted(ordered, queries, side="right" if right else "left")
+
+    @staticmethod
+    def take(a: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+        index = tf.clip_by_value(index, 0, tf.shape(a)[-1] - 1)
+        return tf.gather(a, index, axis=-1, batch_dims=1)
+
+    @staticmethod
+    def suffix_sum(a: tf.Tensor) -> tf.Tensor:
+        return tf.cumsum(a, axis=-1, reverse=True)
+
+
+def _hinge(ops: Any, params: Mapping[str, Any]) -> Callable[..., Any]:
+    from mlloss.backends import ranking_math
+
+    return ranking_math.multilabel_hinge_plain(ops, _Rows, float(params["margin"]))
+
+
+#: the plain forms that run outside XLA (a graph of TensorFlow's own kernels), the spec's
+#: path for other batches still under XLA: multilabel_hinge's sorted rows (see _Rows)
+OUTSIDE_XLA = {"multilabel_hinge": _hinge}
 
 
 def fused_kernel(
@@ -604,4 +654,4 @@ def values_kernel(
     return None if build is None else build(params, fallback)
 
 
-__all__ = ["KERNELS", "WHOLE", "fused_kernel", "values_kernel"]
+__all__ = ["KERNELS", "OUTSIDE_XLA", "WHOLE", "fused_kernel", "values_kernel"]

@@ -608,10 +608,11 @@ def run(
 
 #: losses whose formula holds one entry per (positive, negative) pair of a sample: N x C x C
 _PAIRWISE = frozenset({"multilabel_hinge"})
-#: the (backend, device) pairs that compute a pairwise loss without holding all its pairs:
-#: torch's kernel sorts each row; JAX's on the CPU too, and runs the formula for other batches
-#: a block of rows at a time (backends/jax_kernels.py)
-_UNPAIRED = frozenset({("torch", "cpu"), ("torch", "cuda"), ("jax", "cpu")})
+#: the (backend, device) pairs that compute a pairwise loss without holding all its pairs
+#: (for labels in {0, 1}, as the bench's are): torch's kernel sorts each row, and so do
+#: JAX's and TensorFlow's on the CPU (backends/jax_kernels.py, tensorflow_kernels.py; on a
+#: GPU, unmeasured, they are left out)
+_UNPAIRED = frozenset({("torch", "cpu"), ("torch", "cuda"), ("jax", "cpu"), ("tensorflow", "cpu")})
 #: the most pair entries a bench step may hold (256 MB of float32 per intermediate)
 _PAIRS_BUDGET = 2**26
 

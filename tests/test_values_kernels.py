@@ -64,6 +64,10 @@ WHOLE_ONLY = [
     ("probability_ce", {"label_smoothing": 0.2, "eps": 0.01}),
     ("abs_kl", {}),
     ("abs_kl", {"eps": 0.05}),
+    # multilabel_hinge (ranking_math.multilabel_hinge_plain): sorted rows, no C x C pairs
+    ("multilabel_hinge", {}),
+    ("multilabel_hinge", {"margin": 0.5}),
+    ("multilabel_hinge", {"margin": 0.0}),
 ]
 SHAPE = (12, 7)
 
@@ -569,10 +573,6 @@ JAX_WHOLE = [
     # class indices (backends/probability_math.py INDEX_PLAIN): every index a class
     ("sparse_probability_ce", {}),
     ("sparse_probability_ce", {"eps": 0.05}),
-    # multilabel_hinge (jax_kernels.multilabel_hinge_plain): sorted rows, no C x C pairs
-    ("multilabel_hinge", {}),
-    ("multilabel_hinge", {"margin": 0.5}),
-    ("multilabel_hinge", {"margin": 0.0}),
 ]
 
 
@@ -690,12 +690,34 @@ def test_jax_multilabel_hinge_spec_path_in_row_blocks(reduction, block_rows, mon
     _close(jax.jit(loss)(x, y), closed_form(x, y), 1e-13)
 
 
+def test_tensorflow_multilabel_hinge_takes_the_sorted_rows_on_ordinary_batches(monkeypatch):
+    """TensorFlow's sorted rows (outside XLA) compute an ordinary batch (made wrong on purpose,
+    it shows); the spec's path a batch with a missing label."""
+    tf = pytest.importorskip("tensorflow")
+    from mlloss.backends import tensorflow_kernels
+
+    loss = _with_plain_doubled(
+        tensorflow_kernels.OUTSIDE_XLA, "multilabel_hinge", "tensorflow", monkeypatch
+    )
+    closed_form = _closed_form("tensorflow", "multilabel_hinge", {}, "sum")
+    x, y = _inputs("multilabel_hinge", np.float64)
+    for factor, labels in [
+        (2.0, y),
+        (1.0, np.where(np.arange(y.size).reshape(y.shape) == 5, -1.0, y)),
+    ]:
+        x_t, y_t = tf.constant(x), tf.constant(labels)
+        for got, expected in zip(
+            loss.value_and_grad(x_t, y_t), closed_form.value_and_grad(x_t, y_t), strict=True
+        ):
+            _close(got, factor * np.asarray(expected), 1e-13)
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
 @pytest.mark.parametrize("margin", [1.0, 0.5, 0.0])
-def test_jax_multilabel_hinge_kernel_at_ties_and_kinks(margin):
+def test_multilabel_hinge_sorted_rows_at_ties_and_kinks(backend, margin):
     """Sorted rows meet the formula where pairs sit exactly at the hinge's corner
     (x_j - x_i = m: flat, 0 on both sides), where logits repeat (+0 and -0 among them), and
     in rows without a positive or without a negative."""
-    jax = pytest.importorskip("jax")
     x = np.array(
         [
             [1.0, 0.0, 0.0, -0.0, 2.0, 1.0, 0.5],
@@ -715,24 +737,28 @@ def test_jax_multilabel_hinge_kernel_at_ties_and_kinks(margin):
         ],
         dtype=np.float64,
     )
-    loss = mlloss.get("multilabel_hinge", backend="jax", reduction="sum", margin=margin)
-    closed_form = _closed_form("jax", "multilabel_hinge", {"margin": margin}, "sum")
-    x, y = jax.numpy.asarray(x), jax.numpy.asarray(y)
-    for got, expected in zip(_jax_step(loss, x, y), _jax_step(closed_form, x, y), strict=True):
+    ops = _ops(backend)
+    loss = mlloss.get("multilabel_hinge", backend=backend, reduction="sum", margin=margin)
+    closed_form = _closed_form(backend, "multilabel_hinge", {"margin": margin}, "sum")
+    x, y = ops.asarray(x), ops.asarray(y)
+    for got, expected in zip(
+        loss.value_and_grad(x, y), closed_form.value_and_grad(x, y), strict=True
+    ):
         _close(got, expected, 1e-15)
 
 
-def test_jax_multilabel_hinge_kernel_keeps_its_digits_at_large_logits():
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_multilabel_hinge_sorted_rows_keep_their_digits_at_large_logits(backend):
     """Logits near 1e4 in float32: the value is a sum of non-negative gaps and differences,
     exact to float32's rounding of the sum (sums of the logits themselves, as sum x_i - n t_j,
     lost 2e-4 of this value)."""
-    jax = pytest.importorskip("jax")
+    ops = _ops(backend)
     rng = np.random.default_rng(3)
     x = (1e4 + rng.normal(size=(6, 50))).astype(np.float32)
     y = (rng.random((6, 50)) < 0.3).astype(np.float32)
-    loss = mlloss.get("multilabel_hinge", backend="jax", reduction="sum")
+    loss = mlloss.get("multilabel_hinge", backend=backend, reduction="sum")
     expected = mlloss.get("multilabel_hinge", backend="numpy", reduction="sum")
-    got = loss.value_and_grad(jax.numpy.asarray(x), jax.numpy.asarray(y))
+    got = loss.value_and_grad(ops.asarray(x), ops.asarray(y))
     want = expected.value_and_grad(x.astype(np.float64), y.astype(np.float64))
     _close(got[0], want[0], 2e-6)
     _close(got[1], want[1], 1e-7)
