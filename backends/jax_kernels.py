@@ -195,7 +195,7 @@ class _Rows:
 
 
 #: the losses with a whole-loss kernel: ``WHOLE[name](ops, params) -> plain form or None``
-#: (the plain forms TensorFlow's XLA kernels use too, but multilabel_hinge's, JAX's own)
+#: (the plain forms TensorFlow's kernels use too; multilabel_hinge's with JAX's row operations)
 WHOLE = {
     **binary_math.PLAIN,
     **softmax_math.PLAIN,

@@ -20,7 +20,8 @@ spec's general formula (soft labels, missing labels, the limits at infinite logi
 shifts each set through its generic log-sum-exp and log-softmax, about three times the
 operations; the caller checks the batch (every label 0 or 1, every logit finite) and takes the
 spec's path for any batch that is not. Values are per row, shaped (..., 1). two_way (one value
-for the batch, from the same log-sum-exps along both axes) is here too.
+for the batch, from the same log-sum-exps along both axes) is here too, and multilabel_hinge's
+sorted rows (:func:`multilabel_hinge_plain`: sorts and searches, not log-sum-exps).
 """
 
 from __future__ import annotations
