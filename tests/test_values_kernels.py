@@ -7,6 +7,7 @@ range."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 
 import numpy as np
 import pytest
