@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -880,10 +881,14 @@ def _multilabel_hinge_value(x, y, p, out=None):
     where the thresholds fell (torch's CPU binary search costs about 30 ns a query, twice a
     sort's share, so it runs once). The derivative: -(its active negatives) / C for a
     positive, +(its active positives) / C for a negative. Positives: y >= 0.5, as the
-    formula thresholds soft labels."""
+    formula thresholds soft labels. float32 on the CPU (half precision included) takes
+    _multilabel_hinge_packed instead: the same counts from one numpy sort of packed keys."""
     margin = p["margin"]
     classes = x.shape[-1]
     positive = y >= 0.5
+    if x.device.type == "cpu" and x.dtype == torch.float32 and classes <= _PACKED_CLASSES:
+        return _multilabel_hinge_packed(x, positive, margin, out)
+    x = x.contiguous()  # the binary search copies non-contiguous rows, with a warning
     ordered, order = x.sort(dim=-1)
     sorted_positive = positive.gather(-1, order)
     wide = torch.float64
@@ -915,6 +920,75 @@ def _multilabel_hinge_value(x, y, p, out=None):
     grad = torch.where(positive, -active, passing).to(x.dtype)
     torch.div(grad, classes, out=out)
     return total.to(x.dtype), checks, (out, 1.0)
+
+
+#: the most classes whose column fits a packed key: 32 bits of key, 1 of label, 20 of column
+_PACKED_CLASSES = 2**20
+
+
+def _multilabel_hinge_packed(x, positive, margin, out=None):
+    """multilabel_hinge on float32 rows on the CPU, from one sort of packed int64 keys.
+
+    Each entry becomes one integer: its key (a negative's logit x_i, a positive's threshold
+    x_j - m) in the high bits, mapped so that integer order is the floats' order reversed,
+    then one bit that puts a positive before a negative of equal key, then its column. One
+    numpy sort of those integers per row (several times faster than torch's CPU sort, and no
+    argsort: the column comes with the key) gives each row in descending key order, where a
+    positive's active negatives (x_i > x_j - m, strictly: at a tie the hinge is flat) are the
+    negatives before it and a negative's active positives the positives after it: one
+    cumsum of the label bit counts both. With those counts n_k (minus for a positive, plus
+    for a negative), the row's sum over active pairs of m - x_j + x_i is m A + sum_k n_k x_k
+    (A active pairs; float64), and n_k / C is the gradient, scattered back to its column."""
+    classes = x.shape[-1]
+    shift = max(1, (classes - 1).bit_length())
+    # -0.0 + 0.0 is +0.0: the two zeros become one key, as they are one number
+    key = torch.where(positive, x - margin, x).add_(0.0).contiguous()
+    bits = key.view(torch.int32)
+    # a negative float's magnitude bits count the other way; then every bit flipped (~), so
+    # that ascending integers are descending floats
+    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).bitwise_not_()
+    packed = bits.to(torch.int64).bitwise_left_shift_(shift + 1)
+    packed.bitwise_or_(torch.where(positive, 0, 1 << shift)).bitwise_or_(_positions(x))
+    _sort_rows_(packed.view(-1, classes))
+    column = packed & ((1 << shift) - 1)
+    is_negative = packed.bitwise_right_shift_(shift).bitwise_and_(1)
+    negatives_so_far = is_negative.cumsum(-1)
+    # positives after position k: all of the row's, less the k + 1 entries so far, plus the
+    # negatives among those
+    positives_after = negatives_so_far - _positions(x)
+    positives_after.add_(classes - 1 - negatives_so_far[..., -1:])
+    counts = torch.where(is_negative.bool(), positives_after, negatives_so_far.neg_())
+    pairs = counts.clamp(min=0).sum()
+    moved = _flat_dot(counts.to(torch.float64), x.gather(-1, column).to(torch.float64))
+    total = (pairs * margin + moved) / classes
+    checks = [torch.isfinite(x.sum())]
+    if out is None:
+        return total.to(x.dtype), checks, None
+    out.scatter_(-1, column, counts.to(x.dtype).div_(classes))
+    return total.to(x.dtype), checks, (out, 1.0)
+
+
+_SORT_POOL: dict[int, ThreadPoolExecutor] = {}  # by its number of threads
+
+
+def _sort_rows_(keys: torch.Tensor) -> None:
+    """Sorts each row of a contiguous 2-D CPU int64 tensor in place with numpy's vectorised
+    sort, the rows shared among torch's threads (numpy's sort releases the GIL)."""
+    rows = keys.shape[0]
+    array = keys.numpy()
+    threads = min(torch.get_num_threads(), rows // 64)
+    if threads <= 1:
+        array.sort(axis=-1)
+        return
+    pool = _SORT_POOL.get(threads)
+    if pool is None:
+        pool = _SORT_POOL.setdefault(
+            threads, ThreadPoolExecutor(threads, thread_name_prefix="mlloss-sort")
+        )
+    step = -(-rows // threads)
+    shares = [array[start : start + step] for start in range(0, rows, step)]
+    for _ in pool.map(lambda share: share.sort(axis=-1), shares):
+        pass
 
 
 KERNELS: dict[str, Kernel] = {

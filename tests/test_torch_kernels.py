@@ -584,3 +584,56 @@ def test_multilabel_hinge_kernel_at_ties_with_the_margin(dtype):
     # one pair counted differently would move a gradient entry by 1/C of itself or more
     _close(value, value_f, 4 * torch.finfo(dtype).eps)
     _close(grad, grad_f, 4 * torch.finfo(dtype).eps)
+
+
+def _hinge_both_paths(x, y, margin, monkeypatch):
+    """(value, gradient) of the kernel's packed-key sort and of its torch sort (the path of
+    float64, and of any device but the CPU), both on the same float32 call."""
+    from mlloss.backends import torch_kernels
+
+    def run():
+        out = torch.empty_like(x)
+        value, _, _ = torch_kernels._multilabel_hinge_value(x, y, {"margin": margin}, out=out)
+        return value, out
+
+    packed = run()
+    monkeypatch.setattr(torch_kernels, "_PACKED_CLASSES", 0)
+    return packed, run()
+
+
+@pytest.mark.parametrize("margin", [0.0, 0.5, 1.0])
+def test_multilabel_hinge_packed_keys_equal_the_sorted_rows(margin, monkeypatch):
+    """The packed keys order each row as the float comparisons do: ties with the margin,
+    both signed zeros (one number, so a tie), many rows sorted by several threads, and a
+    transposed (non-contiguous) batch give the same counts, so the same value and
+    gradient, as the torch sort and binary search."""
+    g = torch.Generator().manual_seed(11)
+    halves = torch.randint(-4, 5, (300, 30), generator=g) / 2.0
+    signs = torch.where(torch.rand(300, 30, generator=g) < 0.5, -1.0, 1.0)
+    x = halves * signs  # -0.0 beside +0.0
+    assert bool((x == 0).any() & torch.signbit(x).logical_and(x == 0).any())
+    y = (torch.rand(300, 30, generator=g) < 0.4).float()
+    for xs, ys in ((x, y), (x.t().contiguous().t(), y), (torch.randn(30, 300).t(), y)):
+        (value, grad), (value_s, grad_s) = _hinge_both_paths(xs, ys, margin, monkeypatch)
+        monkeypatch.undo()
+        assert float(value) == float(value_s)
+        assert torch.equal(grad, grad_s)
+
+
+def test_multilabel_hinge_packed_keys_take_float32_on_the_cpu(monkeypatch):
+    """float32 on the CPU (and half precision, computed in float32) runs the packed keys;
+    a wrong count there would show against the formula in test_kernel_equals_formula."""
+    from mlloss.backends import torch_kernels
+
+    taken = []
+    original = torch_kernels._multilabel_hinge_packed
+    monkeypatch.setattr(
+        torch_kernels,
+        "_multilabel_hinge_packed",
+        lambda *a, **k: taken.append(a[0].dtype) or original(*a, **k),
+    )
+    loss = mlloss.get("multilabel_hinge", backend="torch")
+    for dtype in (torch.float32, torch.bfloat16, torch.float64):
+        x, y = _inputs("multilabel_hinge", dtype)
+        loss.value_and_grad(x, y)
+    assert taken == [torch.float32, torch.float32]
