@@ -759,16 +759,23 @@ def _two_way_value(x, y, p, out=None):
     tn) + tp LSE_pos(-x / tp) (-inf without a negative). With z = x / tn at negatives and
     -x / tp at positives, L = tn (m_n + log S_n) + tp (m_p + log S_p), and a negative's
     derivative is sigmoid(L) e^(z - m_n) / S_n, a positive's -sigmoid(L) e^(z - m_p) / S_p,
-    over the axis's count of slices."""
+    over the axis's count of slices. On the CPU the shifts m are the batch's (one
+    exponential serves both axes) where that loses no digit (_two_way_shared), else each
+    slice's own."""
     if x.dim() != 2:  # a single sample is a batch of one: the formula's
         return x.new_zeros(()), False, None
     tp, tn = p["tp"], p["tn"]
     binary = _binary(x, y)
+    # the shared shift's bound is read before the gradient: on the CPU, where a read waits
+    # for nothing (elsewhere the per-slice shifts keep the kernel's one read)
+    shared = _two_way_shared(x, y, tp, tn, out) if x.device.type == "cpu" else None
+    if shared is not None:
+        total, finite, grad = shared
+        return total, [binary, finite], None if out is None else (grad, 1.0)
     z, other = _scratch(x, 2)
     total, checks = x.new_zeros(()), [binary]
     for dim in (0, -1):
-        # the temperature signed by the label: tn at negatives, -tp at positives
-        torch.div(x, torch.mul(y, -(tn + tp), out=z).add_(tn), out=z)
+        _two_way_z(x, y, tp, tn, z)
         m_n, m_p, s_n, s_p, finite = _set_sums(z, y, other, dim)
         checks.append(finite)
         has_positive = s_p > 0
@@ -785,6 +792,62 @@ def _two_way_value(x, y, p, out=None):
         else:
             out.add_(part)
     return total, checks, None if out is None else (out, 1.0)
+
+
+def _two_way_z(x, y, tp, tn, out):
+    """z = x / tn at negatives, -x / tp at positives: x over the temperature signed by the
+    label (tn - (tn + tp) y), into ``out``."""
+    return torch.div(x, torch.mul(y, -(tn + tp), out=out).add_(tn), out=out)
+
+
+def _two_way_shared(x, y, tp, tn, out=None):
+    """two_way with each set's shift taken once for the whole batch (its largest z, as in
+    _set_sums): e = e^(z - m) then serves the sums along both axes, and the gradient is e
+    times each entry's row factor plus its column factor: one exponential and a few
+    passes, where each slice's own shift needs a set of passes per axis.
+
+    A shared shift can only lose digits to underflow: terms below the smallest normal
+    number, up to a slice's length of them, against the slice's sum S. Where every
+    slice's S is at least that smallest number times 2^30 times the longer axis, what is
+    lost is below 2^-30 of S (and of every gradient entry's scale), so the result is the
+    per-slice one to rounding; with a slice below it (one set's z spread over about 58
+    units in float32, 700 in float64) the call returns None, for the per-slice shifts.
+    Returns (value, finite, gradient or None): ``finite``, a 0-d check of the logits, is
+    left for the kernel's read; the bound is read here."""
+    rows, classes = x.shape
+    z, other = _scratch(x, 2)
+    _two_way_z(x, y, tp, tn, z)
+    smallest = z.amin()
+    stand_in = torch.addcmul(z, z, y, value=-1.0, out=other).addcmul_(y, smallest)
+    m_n = stand_in.amax()  # the negatives' largest z (the smallest z at positives)
+    m_p = torch.sub(z, stand_in, out=other).add_(smallest).amax()
+    finite = torch.isfinite(smallest + m_n + m_p)
+    e = z.sub_(m_n).addcmul_(y, m_n - m_p).exp_()
+    negatives = torch.addcmul(e, e, y, value=-1.0, out=other)  # e (1 - y), exact
+    positives = e.sub_(negatives)  # e y, exact
+    floor = torch.finfo(x.dtype).tiny * 2.0**30 * max(rows, classes)
+    total, holds, factors = x.new_zeros(()), finite, []
+    for dim, length in ((0, rows), (-1, classes)):
+        s_n = negatives.sum(dim=dim, keepdim=True)
+        s_p = positives.sum(dim=dim, keepdim=True)
+        positive_count = y.sum(dim=dim, keepdim=True)
+        has_positive, has_negative = positive_count > 0, positive_count < length
+        low = ((s_n < floor) & has_negative) | ((s_p < floor) & has_positive)
+        holds = holds & ~low.any()
+        both = has_positive & has_negative
+        pairs = torch.where(both, tn * (m_n + s_n.log()) + tp * (m_p + s_p.log()), -math.inf)
+        count = has_positive.sum().clamp_min(1)
+        total = total + _softplus_(pairs.clone()).sum() / count
+        factors.append(_pair_factors(pairs, both, s_n, s_p, count))
+    # a NaN or an infinity: taken here, and declined by the kernel's read of ``finite``
+    if not bool(holds | ~finite):
+        return None
+    if out is None:
+        return total, finite, None
+    (f_n_columns, f_p_columns), (f_n_rows, f_p_rows) = factors
+    negatives.mul_(torch.add(f_n_rows, f_n_columns, out=out))
+    positives.mul_(torch.add(f_p_rows, f_p_columns, out=out))
+    return total, finite, torch.sub(negatives, positives, out=out)
 
 
 _zlpr_value = _ranking_value(_zlpr_rows)

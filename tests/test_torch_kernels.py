@@ -251,7 +251,9 @@ def test_an_ordinary_call_reads_the_device_once_in_the_kernel(monkeypatch, name,
     """On a GPU every read waits for the device. A kernel's checks (its domain, its own
     conditions, a finite value) fold into one read, and they stand for validation, which
     runs only when the kernel declines a call: an ordinary call reads once, a class-index
-    kernel's twice (it reads the indices' range before any indexing)."""
+    kernel's twice (it reads the indices' range before any indexing), and two_way's twice on
+    the CPU only (where a read waits for nothing: it reads whether its shared shift held
+    before it writes the gradient)."""
     x, y = _inputs(name, torch.float32, shape=(64, 80))
     x.requires_grad_(True)
     loss = mlloss.get(name, backend="torch", validate=validate)
@@ -259,7 +261,7 @@ def test_an_ordinary_call_reads_the_device_once_in_the_kernel(monkeypatch, name,
     reads = _count_reads(monkeypatch)
     value = loss(x, y)
     index = KERNELS[name].labels == "index"
-    assert len(reads) == 1 + index, reads
+    assert len(reads) == 1 + index + (name == "two_way" and x.device.type == "cpu"), reads
     assert kernel.checks_targets
     assert kernel(x, y, False) is not None  # the kernel took the call
     monkeypatch.undo()
@@ -637,3 +639,57 @@ def test_multilabel_hinge_packed_keys_take_float32_on_the_cpu(monkeypatch):
         x, y = _inputs("multilabel_hinge", dtype)
         loss.value_and_grad(x, y)
     assert taken == [torch.float32, torch.float32]
+
+
+def _two_way_paths(x, y, monkeypatch, shared=True):
+    """two_way's (value, gradient) through the kernel, with the batch's shared shift
+    allowed or refused, and how many calls the shared shift took."""
+    from mlloss.backends import torch_kernels
+
+    taken = []
+    original = torch_kernels._two_way_shared
+
+    def spied(*args, **kwargs):
+        found = original(*args, **kwargs) if shared else None
+        taken.append(found is not None)
+        return found
+
+    monkeypatch.setattr(torch_kernels, "_two_way_shared", spied)
+    try:
+        value, grad = mlloss.get("two_way", backend="torch").value_and_grad(x, y)
+    finally:
+        monkeypatch.undo()
+    return value, grad, taken
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_two_way_shared_shift_equals_each_slices_own(dtype, monkeypatch):
+    """On ordinary logits the batch's shared shift is taken and gives the per-slice
+    shifts' value and gradient to rounding."""
+    x, y = _inputs("two_way", dtype, shape=(300, 40))
+    value, grad, taken = _two_way_paths(x, y, monkeypatch)
+    value_s, grad_s, refused = _two_way_paths(x, y, monkeypatch, shared=False)
+    assert taken == [True] and refused == [False]
+    _close(value, value_s, 8 * torch.finfo(dtype).eps)
+    _close(grad, grad_s, 8 * torch.finfo(dtype).eps)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_two_way_shared_shift_steps_aside_where_it_would_underflow(dtype, monkeypatch):
+    """A row whose negatives lie far below the batch's largest negative (every e^(z - m)
+    of them below the smallest normal number) and whose positives lie further below still
+    (a badly ranked row: L about 50, its loss and its negatives' gradients far from 0)
+    would lose its negatives' sum to underflow with the shared shift: the kernel takes
+    each slice's own shift there, and equals the formula."""
+    x, y = _inputs("two_way", dtype, shape=(60, 30))
+    far = 900.0 if dtype == torch.float64 else 100.0
+    y[5] = 0.0
+    y[5, :4] = 1.0
+    x[5] = torch.where(y[5] > 0, -far - 50.0, -far) + x[5] / 10
+    value, grad, taken = _two_way_paths(x, y, monkeypatch)
+    assert taken == [False]
+    formula = mlloss.get("two_way", backend="torch", fused=False)
+    value_f, grad_f = formula.value_and_grad(x, y)
+    _close(value, value_f, RTOL[dtype])
+    _close(grad, grad_f, RTOL[dtype])
+    assert bool(torch.isfinite(grad).all())
