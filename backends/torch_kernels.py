@@ -766,13 +766,13 @@ def _two_way_value(x, y, p, out=None):
     if x.dim() != 2:  # a single sample is a batch of one: the formula's
         return x.new_zeros(()), False, None
     tp, tn = p["tp"], p["tn"]
-    binary = _binary(x, y)
     # the shared shift's bound is read before the gradient: on the CPU, where a read waits
     # for nothing (elsewhere the per-slice shifts keep the kernel's one read)
     shared = _two_way_shared(x, y, tp, tn, out) if x.device.type == "cpu" else None
     if shared is not None:
-        total, finite, grad = shared
-        return total, [binary, finite], None if out is None else (grad, 1.0)
+        total, checks, grad = shared
+        return total, checks, None if out is None else (grad, 1.0)
+    binary = _binary(x, y)
     z, other = _scratch(x, 2)
     total, checks = x.new_zeros(()), [binary]
     for dim in (0, -1):
@@ -802,10 +802,13 @@ def _two_way_z(x, y, tp, tn, out):
 
 
 def _two_way_shared(x, y, tp, tn, out=None):
-    """two_way with each set's shift taken once for the whole batch (its largest z, as in
-    _set_sums): e = e^(z - m) then serves the sums along both axes, and the gradient is e
-    times each entry's row factor plus its column factor: one exponential and a few
-    passes, where each slice's own shift needs a set of passes per axis.
+    """two_way with each set's shift taken once for the whole batch (its largest z): e =
+    e^(z - m) then serves the sums along both axes, and the gradient is e times each
+    entry's row factor plus its column factor: one exponential and a few passes, where each
+    slice's own shift needs a set of passes per axis. A batch of at least two blocks of
+    2^19 entries runs block by block of rows, so that a block's temporaries stay in the
+    cache: the largest z of each set first, then each block's e (kept in the gradient's
+    buffer) and its row sums, its column sums added up, then each block's gradient.
 
     A shared shift can only lose digits to underflow: terms below the smallest normal
     number, up to a slice's length of them, against the slice's sum S. Where every
@@ -813,25 +816,44 @@ def _two_way_shared(x, y, tp, tn, out=None):
     lost is below 2^-30 of S (and of every gradient entry's scale), so the result is the
     per-slice one to rounding; with a slice below it (one set's z spread over about 58
     units in float32, 700 in float64) the call returns None, for the per-slice shifts.
-    Returns (value, finite, gradient or None): ``finite``, a 0-d check of the logits, is
-    left for the kernel's read; the bound is read here."""
+    Returns (value, checks, gradient or None): the checks (every label 0 or 1, every
+    logit finite) are left for the kernel's read; the bound is read here."""
     rows, classes = x.shape
-    z, other = _scratch(x, 2)
-    _two_way_z(x, y, tp, tn, z)
-    smallest = z.amin()
-    stand_in = torch.addcmul(z, z, y, value=-1.0, out=other).addcmul_(y, smallest)
-    m_n = stand_in.amax()  # the negatives' largest z (the smallest z at positives)
-    m_p = torch.sub(z, stand_in, out=other).add_(smallest).amax()
-    finite = torch.isfinite(smallest + m_n + m_p)
-    e = z.sub_(m_n).addcmul_(y, m_n - m_p).exp_()
-    negatives = torch.addcmul(e, e, y, value=-1.0, out=other)  # e (1 - y), exact
-    positives = e.sub_(negatives)  # e y, exact
+    step = rows if rows < 2 * max(1, _BLOCK_ENTRIES // classes) else _BLOCK_ENTRIES // classes
+    blocks = [slice(start, start + step) for start in range(0, rows, step)]
+    largest, checks = [], []
+    for block in blocks:  # each set's largest z (-inf for a set the block lacks)
+        xb, yb = x[block], y[block]
+        checks.append(_binary(xb, yb))
+        z, other = _scratch(xb, 2)
+        _two_way_z(xb, yb, tp, tn, z)
+        smallest = z.amin()
+        stand_in = torch.addcmul(z, z, yb, value=-1.0, out=other).addcmul_(yb, smallest)
+        m_n = stand_in.amax()  # the negatives' largest z (the smallest z at positives)
+        m_p = torch.sub(z, stand_in, out=other).add_(smallest).amax()
+        checks.append(torch.isfinite(smallest + m_n + m_p))
+        positives = yb.sum()
+        present = torch.stack((positives < yb.numel(), positives > 0))
+        largest.append(torch.where(present, torch.stack((m_n, m_p)), -math.inf))
+    shifts = torch.stack(largest).amax(dim=0)
+    # a set the batch lacks is never shifted (its entries do not exist): 0 stands in
+    m_n, m_p = torch.where(shifts > -math.inf, shifts, 0.0).unbind()
+    grad = _fresh(x, out)
+    row_sums, column_sums = [], 0.0
+    for block in blocks:  # each block's e, its row sums, its column sums added up
+        xb, yb, e = x[block], y[block], grad[block]
+        _two_way_z(xb, yb, tp, tn, e).sub_(m_n).addcmul_(yb, m_n - m_p).exp_()
+        negatives, positives = _scratch(xb, 2)
+        torch.addcmul(e, e, yb, value=-1.0, out=negatives)  # e (1 - y), exact
+        torch.mul(e, yb, out=positives)  # e y, exact
+        sums = (negatives.sum(0), positives.sum(0), yb.sum(0))
+        column_sums = sums if block.start == 0 else tuple(map(torch.add, column_sums, sums))
+        row_sums.append(torch.stack((negatives.sum(-1), positives.sum(-1), yb.sum(-1)), -1))
+    columns = [c.unsqueeze(0) for c in column_sums]  # each (1, C)
+    rows_of = [r.unsqueeze(-1) for r in torch.cat(row_sums).unbind(-1)]  # each (N, 1)
     floor = torch.finfo(x.dtype).tiny * 2.0**30 * max(rows, classes)
-    total, holds, factors = x.new_zeros(()), finite, []
-    for dim, length in ((0, rows), (-1, classes)):
-        s_n = negatives.sum(dim=dim, keepdim=True)
-        s_p = positives.sum(dim=dim, keepdim=True)
-        positive_count = y.sum(dim=dim, keepdim=True)
+    total, holds, factors = x.new_zeros(()), x.new_ones((), dtype=torch.bool), []
+    for (s_n, s_p, positive_count), length in ((columns, rows), (rows_of, classes)):
         has_positive, has_negative = positive_count > 0, positive_count < length
         low = ((s_n < floor) & has_negative) | ((s_p < floor) & has_positive)
         holds = holds & ~low.any()
@@ -840,15 +862,20 @@ def _two_way_shared(x, y, tp, tn, out=None):
         count = has_positive.sum().clamp_min(1)
         total = total + _softplus_(pairs.clone()).sum() / count
         factors.append(_pair_factors(pairs, both, s_n, s_p, count))
-    # a NaN or an infinity: taken here, and declined by the kernel's read of ``finite``
-    if not bool(holds | ~finite):
+    ordinary = torch.stack(checks).all()
+    # a NaN, an infinity or a soft label: taken here, and declined by the kernel's read
+    if not bool(holds | ~ordinary):
         return None
     if out is None:
-        return total, finite, None
+        return total, [ordinary], None
     (f_n_columns, f_p_columns), (f_n_rows, f_p_rows) = factors
-    negatives.mul_(torch.add(f_n_rows, f_n_columns, out=out))
-    positives.mul_(torch.add(f_p_rows, f_p_columns, out=out))
-    return total, finite, torch.sub(negatives, positives, out=out)
+    for block in blocks:  # e times the entry's factor: f_n (1 - y) - f_p y, exact
+        yb, e = y[block], grad[block]
+        f_n, f_p = _scratch(yb, 2)
+        torch.add(f_n_rows[block], f_n_columns, out=f_n).addcmul_(f_n, yb, value=-1.0)
+        f_n.addcmul_(torch.add(f_p_rows[block], f_p_columns, out=f_p), yb, value=-1.0)
+        e.mul_(f_n)
+    return total, [ordinary], grad
 
 
 _zlpr_value = _ranking_value(_zlpr_rows)

@@ -693,3 +693,24 @@ def test_two_way_shared_shift_steps_aside_where_it_would_underflow(dtype, monkey
     _close(value, value_f, RTOL[dtype])
     _close(grad, grad_f, RTOL[dtype])
     assert bool(torch.isfinite(grad).all())
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_two_way_shared_shift_block_by_block(dtype, monkeypatch):
+    """A batch of at least two blocks runs block by block of rows (here blocks of 12 rows,
+    the last one shorter; the first block holds no negative and the second no positive,
+    so each set's largest z comes from other blocks): the same value and gradient as the
+    whole batch at once, and as the formula."""
+    from mlloss.backends import torch_kernels
+
+    x, y = _inputs("two_way", dtype, shape=(100, 40))
+    y[:12], y[12:24] = 1.0, 0.0
+    whole = _two_way_paths(x, y, monkeypatch)
+    monkeypatch.setattr(torch_kernels, "_BLOCK_ENTRIES", 12 * 40)
+    value, grad, taken = _two_way_paths(x, y, monkeypatch)
+    assert taken == [True]
+    _close(value, whole[0], 8 * torch.finfo(dtype).eps)
+    _close(grad, whole[1], 8 * torch.finfo(dtype).eps)
+    value_f, grad_f = mlloss.get("two_way", backend="torch", fused=False).value_and_grad(x, y)
+    _close(value, value_f, RTOL[dtype])
+    _close(grad, grad_f, RTOL[dtype])
