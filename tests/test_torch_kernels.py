@@ -615,7 +615,8 @@ def test_multilabel_hinge_packed_keys_equal_the_sorted_rows(margin, monkeypatch)
     x = halves * signs  # -0.0 beside +0.0
     assert bool((x == 0).any() & torch.signbit(x).logical_and(x == 0).any())
     y = (torch.rand(300, 30, generator=g) < 0.4).float()
-    for xs, ys in ((x, y), (x.t().contiguous().t(), y), (torch.randn(30, 300).t(), y)):
+    spread = torch.randn(30, 300, generator=g).t()  # transposed: not contiguous
+    for xs, ys in ((x, y), (x.t().contiguous().t(), y), (spread, y)):
         (value, grad), (value_s, grad_s) = _hinge_both_paths(xs, ys, margin, monkeypatch)
         monkeypatch.undo()
         assert float(value) == float(value_s)
