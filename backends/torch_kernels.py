@@ -662,6 +662,20 @@ def _bce_focal_supported(p):
 # zlpr, lsep, bp_mll ----------------------------------------------------------------------------
 
 
+def _set_shifts(z, y, other, dim):
+    """Along ``dim`` (kept; a tuple of every axis for the whole tensor), each slice's largest
+    z among its negatives and among its positives, m_n and m_p (the slice's smallest z for a
+    set it lacks), for labels in {0, 1}, from exact products with the labels (``other`` is
+    overwritten); and whether every z is finite, as a 0-d tensor."""
+    smallest = z.amin(dim=dim, keepdim=True)
+    # the negatives' z, the smallest at positives: z - z y + y smallest
+    stand_in = torch.addcmul(z, z, y, value=-1.0, out=other).addcmul_(y, smallest)
+    m_n = stand_in.amax(dim=dim, keepdim=True)
+    # the positives' z (to rounding), the smallest at negatives: z + smallest - the above
+    m_p = torch.sub(z, stand_in, out=other).add_(smallest).amax(dim=dim, keepdim=True)
+    return m_n, m_p, torch.isfinite(smallest.sum() + m_n.sum() + m_p.sum())
+
+
 def _set_sums(z, y, other, dim=-1):
     """For labels in {0, 1} and z (in a scratch buffer, overwritten): along ``dim``, each
     slice's shifts m_n and m_p, the largest z among its negatives and among its positives
@@ -673,13 +687,7 @@ def _set_sums(z, y, other, dim=-1):
     whether every z is finite (a NaN or an infinity makes a slice's smallest or largest z
     non-finite). Every broadcast of a slice's value is an addcmul or a sub (torch's CPU lerp
     and where are several times slower with a broadcast operand)."""
-    smallest = z.amin(dim=dim, keepdim=True)
-    # the negatives' z, the smallest at positives: z - z y + y smallest
-    stand_in = torch.addcmul(z, z, y, value=-1.0, out=other).addcmul_(y, smallest)
-    m_n = stand_in.amax(dim=dim, keepdim=True)
-    # the positives' z (to rounding), the smallest at negatives: z + smallest - the above
-    m_p = torch.sub(z, stand_in, out=other).add_(smallest).amax(dim=dim, keepdim=True)
-    finite = torch.isfinite(smallest.sum() + m_n.sum() + m_p.sum())
+    m_n, m_p, finite = _set_shifts(z, y, other, dim)
     z.sub_(m_n).addcmul_(y, m_n - m_p).exp_()  # the shift m_n + y (m_p - m_n)
     negatives = torch.addcmul(z, z, y, value=-1.0, out=other)  # e (1 - y), exact
     positives = z.sub_(negatives)  # e y, exact
@@ -826,15 +834,11 @@ def _two_way_shared(x, y, tp, tn, out=None):
         xb, yb = x[block], y[block]
         checks.append(_binary(xb, yb))
         z, other = _scratch(xb, 2)
-        _two_way_z(xb, yb, tp, tn, z)
-        smallest = z.amin()
-        stand_in = torch.addcmul(z, z, yb, value=-1.0, out=other).addcmul_(yb, smallest)
-        m_n = stand_in.amax()  # the negatives' largest z (the smallest z at positives)
-        m_p = torch.sub(z, stand_in, out=other).add_(smallest).amax()
-        checks.append(torch.isfinite(smallest + m_n + m_p))
+        m_n, m_p, finite = _set_shifts(_two_way_z(xb, yb, tp, tn, z), yb, other, (0, 1))
+        checks.append(finite)
         positives = yb.sum()
         present = torch.stack((positives < yb.numel(), positives > 0))
-        largest.append(torch.where(present, torch.stack((m_n, m_p)), -math.inf))
+        largest.append(torch.where(present, torch.cat((m_n, m_p)).view(2), -math.inf))
     shifts = torch.stack(largest).amax(dim=0)
     # a set the batch lacks is never shifted (its entries do not exist): 0 stands in
     m_n, m_p = torch.where(shifts > -math.inf, shifts, 0.0).unbind()
@@ -1046,14 +1050,15 @@ def _multilabel_hinge_packed(x, y, margin, out=None):
     bits = bits.bitwise_xor((bits >> 31).bitwise_and_(0x7FFFFFFF)).bitwise_not_()
     packed = bits.to(torch.int64).bitwise_left_shift_(1)
     packed.sub_(positive.to(torch.int64)).add_(1)  # the tie bit: 0 for a positive
-    packed.bitwise_left_shift_(shift).bitwise_or_(_positions(x))
+    positions = _positions(x)
+    packed.bitwise_left_shift_(shift).bitwise_or_(positions)
     _sort_rows_(packed.view(-1, classes))
     column = packed & ((1 << shift) - 1)
     is_negative = packed.bitwise_right_shift_(shift).bitwise_and_(1)
     negatives_so_far = is_negative.cumsum(-1)
     # positives after position k: all of the row's, less the k + 1 entries so far, plus the
     # negatives among those
-    positives_after = negatives_so_far - _positions(x)
+    positives_after = negatives_so_far - positions
     positives_after.add_(classes - 1 - negatives_so_far[..., -1:])
     # a negative's count is its positives after, a positive's minus its negatives before:
     # (-1 & a) is a, (0 & a) is 0
