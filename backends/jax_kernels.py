@@ -194,8 +194,25 @@ class _Rows:
         return jnp.cumsum(a[..., ::-1], axis=-1)[..., ::-1]
 
 
+def _two_way(ops: Any, params: Mapping[str, Any]) -> Plain:
+    """two_way with each set shifted once for the whole batch (one exponential for both axes:
+    4096x1000 float32, 35-44 ms per-slice against 23-28 ms), and each slice's own shifts
+    where the shared one would lose digits to underflow (ranking_math.two_way_shared). The
+    per-slice form is a ``lax.cond`` branch: it runs only for such a batch."""
+    tp, tn = float(params["tp"]), float(params["tn"])
+
+    def plain(x, y):
+        total, grad, holds = ranking_math.two_way_shared(ops, x, y, tp, tn)
+        return jax.lax.cond(
+            holds, lambda: (total, grad), lambda: ranking_math.two_way_plain(ops, x, y, tp, tn)
+        )
+
+    return plain
+
+
 #: the losses with a whole-loss kernel: ``WHOLE[name](ops, params) -> plain form or None``
-#: (the plain forms TensorFlow's kernels use too; multilabel_hinge's with JAX's row operations)
+#: (the plain forms TensorFlow's kernels use too; multilabel_hinge's with JAX's row operations,
+#: two_way's choosing its shifts by a ``lax.cond``)
 WHOLE = {
     **binary_math.PLAIN,
     **softmax_math.PLAIN,
@@ -203,6 +220,7 @@ WHOLE = {
     "multilabel_hinge": lambda ops, params: ranking_math.multilabel_hinge_plain(
         ops, _Rows, float(params["margin"])
     ),
+    "two_way": _two_way,
 }
 
 _HALF = (jnp.float16, jnp.bfloat16)

@@ -102,6 +102,28 @@ def bp_mll_plain(ops: Any, x: Any, y: Any) -> tuple[Any, Any]:
     return value, ops.where(positive, -grad, grad)
 
 
+def _two_way_axis(
+    ops: Any, m_n: Any, m_p: Any, s_n: Any, s_p: Any, has_p: Any, has_n: Any, tp: float, tn: float
+) -> tuple[Any, Any, Any]:
+    """One axis's share of two_way: ``(mean of softplus(L) over the slices with a positive,
+    f_n, f_p)``, with L = tn (m_n + log S_n) + tp (m_p + log S_p) for each slice (-inf
+    without a negative or without a positive) and a negative's derivative ``e f_n``, a
+    positive's ``-e f_p``, ``e = exp(z - m)`` with its set's shift:
+    ``f = sigmoid(L) / (S count)``, 0 where a set is empty."""
+    both = has_p & has_n
+    pairs = ops.where(both, tn * (m_n + ops.log(s_n)) + tp * (m_p + ops.log(s_p)), float("-inf"))
+    count = ops.maximum(ops.sum(ops.where(has_p, 1.0, ops.zeros_like(s_p))), 1.0)
+    weight = ops.sigmoid(pairs) / count  # 0 where a set is empty (pairs -inf)
+    f_n = ops.where(both, weight / ops.where(both, s_n, 1.0), 0.0)
+    f_p = ops.where(both, weight / ops.where(both, s_p, 1.0), 0.0)
+    return ops.sum(ops.softplus(pairs)) / count, f_n, f_p
+
+
+def _two_way_z(ops: Any, x: Any, positive: Any, tp: float, tn: float) -> Any:
+    """z = x / tn at negatives, -x / tp at positives."""
+    return ops.where(positive, -x / tp, x / tn)
+
+
 def two_way_plain(ops: Any, x: Any, y: Any, tp: float, tn: float) -> tuple[Any, Any]:
     """two_way's one value for the batch and its gradient, for hard labels and finite logits:
     along each axis (over samples for each class, then over classes for each sample), with
@@ -110,23 +132,59 @@ def two_way_plain(ops: Any, x: Any, y: Any, tp: float, tn: float) -> tuple[Any, 
     derivative sigmoid(L) exp(z - A_n), a positive's -sigmoid(L) exp(z - A_p), over that
     count (0 for a slice without a positive or without a negative). The derivatives reuse the
     exponentials of the log-sum-exps: ``exp(z - A) = e / S``, so a negative's is
-    ``e sigmoid(L) / S_n``."""
+    ``e sigmoid(L) / S_n``. Each slice is shifted by its own largest z (one exponential per
+    axis); :func:`two_way_shared` shifts the batch once."""
     positive = y > 0.5
-    z = ops.where(positive, -x / tp, x / tn)
-    below = float("-inf")
+    z = _two_way_z(ops, x, positive, tp, tn)
     total, grad = 0.0, ops.zeros_like(x)
     for axis in (0, 1):
         m_n, m_p, s_n, s_p, e = _logsum_parts(ops, z, positive, axis)
-        has_positive = s_p > 0.0
-        both = has_positive & (s_n > 0.0)
-        pairs = ops.where(both, tn * (m_n + ops.log(s_n)) + tp * (m_p + ops.log(s_p)), below)
-        count = ops.maximum(ops.sum(ops.where(has_positive, 1.0, ops.zeros_like(s_p))), 1.0)
-        total = total + ops.sum(ops.softplus(pairs)) / count
-        weight = ops.sigmoid(pairs) / count  # 0 where a set is empty (pairs -inf)
-        f_n = ops.where(both, weight / ops.where(both, s_n, 1.0), 0.0)
-        f_p = ops.where(both, weight / ops.where(both, s_p, 1.0), 0.0)
+        # each set's sum is at least 1 where it has an entry (its largest term is 1)
+        share, f_n, f_p = _two_way_axis(ops, m_n, m_p, s_n, s_p, s_p > 0.0, s_n > 0.0, tp, tn)
+        total = total + share
         grad = grad + e * ops.where(positive, -f_p, f_n)
     return total, grad
+
+
+def two_way_shared(ops: Any, x: Any, y: Any, tp: float, tn: float) -> tuple[Any, Any, Any]:
+    """:func:`two_way_plain` with each set shifted once for the whole batch (by its largest
+    z): one exponential ``e = exp(z - m)`` then serves the sums along both axes, and a
+    negative's derivative is ``e (f_n of its column + f_n of its row)``. Returns ``(value,
+    gradient, holds)``, ``holds`` a 0-d boolean: whether the shared shift lost nothing.
+
+    A shared shift can only lose digits to underflow: terms below the smallest normal number
+    (``tiny``), at most a slice's length of them, each off by at most tiny 2^-p against the
+    slice's sum S. Where every slice's S is at least tiny 2^30 times the longer axis (or the
+    set is empty there), what is lost is below 2^-30 of S and of the slice's share of every
+    derivative, and the result is the per-slice one to rounding. Below it (a slice's largest z
+    about 58 units under the batch's in float32, 700 in float64), ``holds`` is false and the
+    caller takes :func:`two_way_plain`."""
+    import numpy as np
+
+    positive = y > 0.5
+    z = _two_way_z(ops, x, positive, tp, tn)
+    below = float("-inf")
+    m_n = ops.max(ops.where(positive, below, z))
+    m_p = ops.max(ops.where(positive, z, below))
+    # a set the batch lacks is never shifted (it has no entries): 0 stands in
+    m_n = ops.where(m_n > below, m_n, 0.0)
+    m_p = ops.where(m_p > below, m_p, 0.0)
+    e = ops.exp(z - ops.where(positive, m_p, m_n))
+    e_n, e_p = ops.where(positive, 0.0, e), ops.where(positive, e, 0.0)
+    positives = ops.where(positive, ops.zeros_like(x) + 1.0, 0.0)
+    floor = float(np.finfo(ops.dtype_name(x)).tiny) * 2.0**30 * max(x.shape)
+    total, holds, f_n, f_p = 0.0, True, 0.0, 0.0
+    for axis in (0, 1):
+        s_n = ops.sum(e_n, axis=axis, keepdims=True)
+        s_p = ops.sum(e_p, axis=axis, keepdims=True)
+        # a set's sum may underflow to 0 here: whether it has an entry is counted
+        count = ops.sum(positives, axis=axis, keepdims=True)
+        has_p, has_n = count > 0.0, count < x.shape[axis]
+        low = ((s_n < floor) & has_n) | ((s_p < floor) & has_p)
+        holds = holds & ~ops.any(low)
+        share, f_n_axis, f_p_axis = _two_way_axis(ops, m_n, m_p, s_n, s_p, has_p, has_n, tp, tn)
+        total, f_n, f_p = total + share, f_n + f_n_axis, f_p + f_p_axis
+    return total, e * ops.where(positive, -f_p, f_n), holds
 
 
 class Rows(Protocol):
@@ -212,5 +270,6 @@ __all__ = [
     "lsep_plain",
     "multilabel_hinge_plain",
     "two_way_plain",
+    "two_way_shared",
     "zlpr_plain",
 ]

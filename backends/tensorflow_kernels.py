@@ -236,6 +236,7 @@ def _binary_step(
     holds: Callable[..., Any],
     per: str = "element",
     plain_xla: bool = True,
+    first: Callable[..., Any] | None = None,
 ):
     """``step(x, y) -> (value, gradient, plain)`` for a loss with a plain form: the reduced
     value and its gradient for a cotangent of 1, in ``x``'s dtype (float16 and bfloat16
@@ -249,14 +250,25 @@ def _binary_step(
     and every probability finite. It and its check are one XLA computation; any other batch
     takes ``fallback(x, y)``, the spec's own path (reduced), and its gradient, in a second
     one (:func:`_chosen`). ``plain_xla``: whether the plain form is compiled with XLA too.
+
+    ``first``: a faster plain form with a bound of its own, ``first(x, y) -> (values,
+    gradient, holds)`` (two_way's shift shared by the whole batch,
+    ranking_math.two_way_shared), tried before the plain form in an XLA computation of its
+    own: a ``tf.cond`` outside it runs the plain form's step for a batch it does not hold
+    for.
     """
     from mlloss.backends.tensorflow import ops
 
-    def plain_part(x, y):
+    def part(form):
+        return lambda x, y: plain_part(form, x, y)
+
+    def plain_part(form, x, y):
         out_dtype, xc = x.dtype, _compute_dtype(x)
         yc = tf.cast(y, xc.dtype)
         plain = holds(ops, xc, yc)
-        values, local = plain_form(xc, yc)
+        values, local, *bound = form(xc, yc)
+        if bound:
+            plain = plain & bound[0]
         total = tf.reduce_sum(values)
         if reduction != "sum":  # every entry observed: the mean over all of them, or over
             # the rows for a loss per sample (a size unknown when traced for any batch size;
@@ -275,7 +287,16 @@ def _binary_step(
             value = fallback(x, y)
         return tf.cast(value, x.dtype), tf.cast(tape.gradient(value, x), x.dtype)
 
-    return _chosen(plain_part, general_part, plain_xla)
+    step = _chosen(part(plain_form), general_part, plain_xla)
+    if first is None:
+        return step
+    first_step = _per_signature(part(first))
+
+    def chosen(x: tf.Tensor, y: tf.Tensor) -> Any:
+        value, grad, plain = first_step(x, y)
+        return tf.cond(plain, lambda: (value, grad, plain), lambda: step(x, y))
+
+    return chosen
 
 
 def _chosen(
@@ -555,7 +576,7 @@ def _binary_whole(
 ):
     """focal's or asl's whole-loss step, or None: for the settings their plain form covers,
     reduced to a mean or a sum, with the spec's path to fall back on."""
-    from mlloss.backends import binary_math
+    from mlloss.backends import binary_math, ranking_math
     from mlloss.backends.tensorflow import ops
 
     form = OUTSIDE_XLA.get(name, binary_math.PLAIN.get(name))
@@ -566,7 +587,14 @@ def _binary_whole(
         return None
     holds = binary_math.holds(name)
     xla = name not in OUTSIDE_XLA
-    return _binary_step(plain, fallback, reduction, holds, per, plain_xla=xla)
+    first = None
+    if name == "two_way":  # one shift for the whole batch where it loses nothing
+        tp, tn = float(params["tp"]), float(params["tn"])
+
+        def first(x, y):
+            return ranking_math.two_way_shared(ops, x, y, tp, tn)
+
+    return _binary_step(plain, fallback, reduction, holds, per, plain_xla=xla, first=first)
 
 
 class _Rows:

@@ -714,6 +714,42 @@ def test_tensorflow_multilabel_hinge_takes_the_sorted_rows_on_ordinary_batches(m
 
 
 @pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("far", [False, True])
+def test_two_way_shared_shift_where_it_loses_nothing(backend, dtype, far, monkeypatch):
+    """two_way's kernel shifts each set once for the whole batch (ranking_math.two_way_shared,
+    made wrong on purpose here: it shows) on an ordinary batch. A badly ranked row far below
+    the rest (its negatives' e^(z - m) all below the smallest normal number, its positives
+    further below still: its loss and its negatives' gradients far from 0) would lose its
+    sums to underflow with the shared shift: the kernel takes each slice's own shift there,
+    and equals the closed form."""
+    ops = _ops(backend)
+    from mlloss.backends import ranking_math
+
+    shared = ranking_math.two_way_shared
+
+    def doubled(*args):
+        value, grad, holds = shared(*args)
+        return 2.0 * value, 2.0 * grad, holds
+
+    monkeypatch.setattr(ranking_math, "two_way_shared", doubled)
+    spec = mlloss.spec("two_way")
+    loss = mlloss.Loss(spec, backend, "sum", spec.resolve_params({}), validate=False)
+    closed_form = _closed_form(backend, "two_way", {}, "sum")
+    x, y = _inputs("two_way", dtype)
+    if far:
+        distance = 900.0 if dtype == np.float64 else 100.0
+        y[5], y[5, :2] = 0.0, 1.0
+        x[5] = np.where(y[5] > 0, -distance - 50.0, -distance) + x[5] / 10
+    x, y = ops.asarray(x), ops.asarray(y)
+    factor = 1.0 if far else 2.0
+    got, expected = loss.value_and_grad(x, y), closed_form.value_and_grad(x, y)
+    for a, b in zip(got, expected, strict=True):
+        assert np.all(np.isfinite(np.asarray(a)))
+        _close(a, factor * np.asarray(b), RTOL[dtype])
+
+
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
 @pytest.mark.parametrize("margin", [1.0, 0.5, 0.0])
 def test_multilabel_hinge_sorted_rows_at_ties_and_kinks(backend, margin):
     """Sorted rows meet the formula where pairs sit exactly at the hinge's corner
