@@ -55,8 +55,15 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from mlloss.backends import binary_math, probability_math, ranking_math, softmax_math
+from mlloss.backends import (
+    binary_math,
+    hinge_rows,
+    probability_math,
+    ranking_math,
+    softmax_math,
+)
 from mlloss.backends.jax import materialized, other_cotangents, perturbed
 from mlloss.losses.softmax import POLY1_CROSS_ENTROPY, _distribution
 from mlloss.spec import Prepared
@@ -210,6 +217,36 @@ def _two_way(ops: Any, params: Mapping[str, Any]) -> Plain:
     return plain
 
 
+def _hinge(ops: Any, params: Mapping[str, Any]) -> Plain:
+    """multilabel_hinge: float32 rows (half precision computed in them) by numpy's sort of
+    packed keys on the host (backends/hinge_rows.py, a ``pure_callback``: the kernels run on
+    the CPU only), other dtypes by XLA's sorted rows (ranking_math.multilabel_hinge_plain):
+    4096x1000 float32, about 250 ms through XLA's sorts and searches."""
+    margin = float(params["margin"])
+    sorted_rows = ranking_math.multilabel_hinge_plain(ops, _Rows, margin)
+
+    def plain(x, y):
+        classes = x.shape[-1]
+        if x.dtype != jnp.float32 or classes > hinge_rows.MAX_CLASSES:
+            return sorted_rows(x, y)
+
+        def host(logits, labels):
+            logits = np.asarray(logits).reshape(-1, classes)
+            grad = np.empty(logits.shape, dtype=np.float32)
+            labels = np.asarray(labels).reshape(logits.shape)
+            threads = hinge_rows.available_threads()
+            values = hinge_rows.row_values(logits, labels, margin, grad, threads)
+            return values.astype(np.float32).reshape((*x.shape[:-1], 1)), grad.reshape(x.shape)
+
+        shapes = (
+            jax.ShapeDtypeStruct((*x.shape[:-1], 1), jnp.float32),
+            jax.ShapeDtypeStruct(x.shape, jnp.float32),
+        )
+        return jax.pure_callback(host, shapes, x, y, vmap_method="sequential")
+
+    return plain
+
+
 #: the losses with a whole-loss kernel: ``WHOLE[name](ops, params) -> plain form or None``
 #: (the plain forms TensorFlow's kernels use too; multilabel_hinge's with JAX's row operations,
 #: two_way's choosing its shifts by a ``lax.cond``)
@@ -217,9 +254,7 @@ WHOLE = {
     **binary_math.PLAIN,
     **softmax_math.PLAIN,
     **probability_math.INDEX_PLAIN,
-    "multilabel_hinge": lambda ops, params: ranking_math.multilabel_hinge_plain(
-        ops, _Rows, float(params["margin"])
-    ),
+    "multilabel_hinge": _hinge,
     "two_way": _two_way,
 }
 
@@ -439,8 +474,11 @@ def fused_kernel(
     # softmax_ce whole: XLA fuses its row reductions with the exponentials over the whole
     # batch, and in blocks it ran slower (4096x1000 float32: 1.15x-1.30x optax's
     # softmax_cross_entropy tiled, 1.05x whole, in one session's runs)
-    tiled = name not in softmax_math.PLAIN
+    # multilabel_hinge whole: numpy works through its float32 rows in blocks itself, and
+    # shares them among threads (in XLA's blocks of 2^19 entries, 256x20000 took 243 ms on
+    # one thread against 112 ms whole)
     pairwise = name == "multilabel_hinge"
+    tiled = name not in softmax_math.PLAIN and not pairwise
     fn = _whole(plain, fallback, reduction, binary_math.holds(name), per, tiled, pairwise)
 
     indices = name in probability_math.INDEX_PLAIN  # class indices, one per row

@@ -41,15 +41,14 @@ that a block's temporaries stay in the cache. Temporaries that die within a call
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from mlloss.backends import hinge_rows
 from mlloss.backends.torch import ops
 from mlloss.losses.binary import smooth_binary
 
@@ -76,6 +75,9 @@ class Kernel:
     labels: str = "unit"  # "unit": multi-hot in [0, 1]; "index": class indices in [0, C)
     # each row's value depends on its row alone (so a batch may run block by block of rows)
     rows_apart: bool = True
+    # the kernel works through a large batch in blocks of rows itself (multilabel_hinge's
+    # float32 rows, shared among threads by backends/hinge_rows.py): never tiled here
+    blocks_itself: bool = False
     # forward checks the targets' domain itself (among its checks): no separate pass first
     own_domain: bool = False
 
@@ -980,7 +982,7 @@ def _multilabel_hinge_value(x, y, p, out=None):
     _multilabel_hinge_packed instead: the same counts from one numpy sort of packed keys."""
     margin = p["margin"]
     classes = x.shape[-1]
-    if x.device.type == "cpu" and x.dtype == torch.float32 and classes <= _PACKED_CLASSES:
+    if x.device.type == "cpu" and x.dtype == torch.float32 and classes <= hinge_rows.MAX_CLASSES:
         return _multilabel_hinge_packed(x, y, margin, out)
     positive = y >= 0.5
     x = x.contiguous()  # the binary search copies non-contiguous rows, with a warning
@@ -1017,86 +1019,28 @@ def _multilabel_hinge_value(x, y, p, out=None):
     return total.to(x.dtype), checks, (out, 1.0)
 
 
-#: the most classes whose column fits a packed key: 32 bits of key, 1 of label, 20 of column
-_PACKED_CLASSES = 2**20
-
-
 def _multilabel_hinge_packed(x, y, margin, out=None):
-    """multilabel_hinge on float32 rows on the CPU, from one sort of packed int64 keys.
-
-    Each entry becomes one integer: its key (a negative's logit x_i, a positive's threshold
-    x_j - m) in the high bits, mapped so that integer order is the floats' order reversed,
-    then one bit that puts a positive before a negative of equal key, then its column. One
-    numpy sort of those integers per row (several times faster than torch's CPU sort, and no
-    argsort: the column comes with the key) gives each row in descending key order, where a
-    positive's active negatives (x_i > x_j - m, strictly: at a tie the hinge is flat) are the
-    negatives before it and a negative's active positives the positives after it: one
-    cumsum of the label bit counts both. With those counts n_k (minus for a positive, plus
-    for a negative; they sum to 0 over a row, their magnitudes to twice its A active pairs),
-    the sum over active pairs of m - x_j + x_i is m A + sum_k n_k x_k (in float64, the
-    counts exact), and n_k / C is the gradient. No step is a ``where`` or a product with a
-    bool mask: on torch's CPU those cost 5-30 times an addition."""
+    """multilabel_hinge on float32 rows on the CPU: each row's counts of active pairs from
+    one numpy sort of packed int64 keys (backends/hinge_rows.py, shared with TensorFlow's and
+    JAX's kernels), its rows shared among torch's threads; x and the gradient's buffer go to
+    numpy as they are (no copy)."""
     classes = x.shape[-1]
-    shift = max(1, (classes - 1).bit_length())
-    (indicator,) = _scratch(x, 1)
-    positive = torch.ge(y, 0.5, out=indicator)  # 1.0 at a positive (y >= 0.5), else 0.0
-    # x - m at positives (the same rounding as x - m), x at negatives; -0.0 + 0.0 is +0.0:
-    # the two zeros become one key, as they are one number
-    key = torch.add(x, positive, alpha=-margin).add_(0.0).contiguous()
-    bits = key.view(torch.int32)
-    # a negative float's magnitude bits count the other way (flipped by its sign's
-    # arithmetic shift); then every bit flipped, so that ascending integers are descending
-    # floats
-    bits = bits.bitwise_xor((bits >> 31).bitwise_and_(0x7FFFFFFF)).bitwise_not_()
-    packed = bits.to(torch.int64).bitwise_left_shift_(1)
-    packed.sub_(positive.to(torch.int64)).add_(1)  # the tie bit: 0 for a positive
-    positions = _positions(x)
-    packed.bitwise_left_shift_(shift).bitwise_or_(positions)
-    _sort_rows_(packed.view(-1, classes))
-    column = packed & ((1 << shift) - 1)
-    is_negative = packed.bitwise_right_shift_(shift).bitwise_and_(1)
-    negatives_so_far = is_negative.cumsum(-1)
-    # positives after position k: all of the row's, less the k + 1 entries so far, plus the
-    # negatives among those
-    positives_after = negatives_so_far - positions
-    positives_after.add_(classes - 1 - negatives_so_far[..., -1:])
-    # a negative's count is its positives after, a positive's minus its negatives before:
-    # (-1 & a) is a, (0 & a) is 0
-    counts = positives_after.add_(negatives_so_far).bitwise_and_(is_negative.neg_())
-    counts.sub_(negatives_so_far)
-    grad = _fresh(x, out).scatter_(-1, column, counts.to(x.dtype))  # exact: |n| < 2^24
-    wide = grad.to(torch.float64)
-    pairs = wide.abs().sum() * 0.5
-    total = (pairs * margin + _flat_dot(wide, x.to(torch.float64))) / classes
+    # numpy writes the gradient into a contiguous buffer (out as it is where it is one)
+    grad = out if out is not None and out.is_contiguous() else torch.empty_like(x)
+    values = hinge_rows.row_values(
+        x.detach().contiguous().numpy().reshape(-1, classes),
+        y.detach().numpy().reshape(-1, classes),
+        margin,
+        grad.numpy().reshape(-1, classes),
+        torch.get_num_threads(),
+    )
+    if out is not None and grad is not out:
+        grad = out.copy_(grad)
+    total = torch.from_numpy(values).sum()
     checks = [torch.isfinite(x.sum())]
     if out is None:
         return total.to(x.dtype), checks, None
-    return total.to(x.dtype), checks, (grad.div_(classes), 1.0)
-
-
-# by process and number of threads: a forked child inherits the pool but not its threads
-_SORT_POOL: dict[tuple[int, int], ThreadPoolExecutor] = {}
-
-
-def _sort_rows_(keys: torch.Tensor) -> None:
-    """Sorts each row of a contiguous 2-D CPU int64 tensor in place with numpy's vectorised
-    sort, the rows shared among torch's threads (numpy's sort releases the GIL)."""
-    rows = keys.shape[0]
-    array = keys.numpy()
-    threads = min(torch.get_num_threads(), rows // 64)
-    if threads <= 1:
-        array.sort(axis=-1)
-        return
-    key = (os.getpid(), threads)
-    pool = _SORT_POOL.get(key)
-    if pool is None:
-        pool = _SORT_POOL.setdefault(
-            key, ThreadPoolExecutor(threads, thread_name_prefix="mlloss-sort")
-        )
-    step = -(-rows // threads)
-    shares = [array[start : start + step] for start in range(0, rows, step)]
-    for _ in pool.map(lambda share: share.sort(axis=-1), shares):
-        pass
+    return total.to(x.dtype), checks, (grad, 1.0)
 
 
 KERNELS: dict[str, Kernel] = {
@@ -1153,7 +1097,10 @@ KERNELS: dict[str, Kernel] = {
         )
     },
     "multilabel_hinge": Kernel(
-        _forward_of(_multilabel_hinge_value), _fused_of(_multilabel_hinge_value), lambda p: True
+        _forward_of(_multilabel_hinge_value),
+        _fused_of(_multilabel_hinge_value),
+        lambda p: True,
+        blocks_itself=True,
     ),
     "two_way": Kernel(
         _forward_of(_two_way_value),
@@ -1223,7 +1170,8 @@ def _blocks(
     classes = x.shape[-1]
     rows = x.numel() // classes
     block = max(1, _BLOCK_ENTRIES // classes)
-    if x.device.type != "cpu" or rows < 2 * block or not kernel.rows_apart:
+    whole = not kernel.rows_apart or kernel.blocks_itself
+    if x.device.type != "cpu" or rows < 2 * block or whole:
         total, checks, grad = run(x, y, None)
         return total, checks, None if grad is None else _to(grad, x.dtype)
     x2, y2 = x.reshape(rows, classes), y.reshape(rows) if index else y.reshape(rows, classes)

@@ -801,6 +801,51 @@ def test_multilabel_hinge_sorted_rows_keep_their_digits_at_large_logits(backend)
     _close(got[1], want[1], 1e-7)
 
 
+@pytest.mark.parametrize("backend", ["jax", "tensorflow"])
+def test_multilabel_hinge_float32_rows_take_the_packed_keys(backend, monkeypatch):
+    """float32 batches go to numpy's sort of packed keys (backends/hinge_rows.py), eagerly
+    and compiled (under jit and vmap; inside a tf.function); float64 ones to the framework's
+    sorted rows. At ties with the margin and beside both signed zeros the gradient is the
+    formula's, exactly: each entry a count over C."""
+    ops = _ops(backend)
+    from mlloss.backends import hinge_rows
+
+    calls = []
+    original = hinge_rows.row_values
+
+    def spied(*args):
+        calls.append(args[0].shape)
+        return original(*args)
+
+    monkeypatch.setattr(hinge_rows, "row_values", spied)
+    rng = np.random.default_rng(4)
+    halves = rng.integers(-4, 5, size=(2, 30, 20)) / 2.0
+    x = halves * np.where(rng.random(halves.shape) < 0.5, -1.0, 1.0)
+    y = (rng.random(halves.shape) < 0.4).astype(np.float64)
+    loss = mlloss.get("multilabel_hinge", backend=backend, reduction="sum")
+    expected = mlloss.get("multilabel_hinge", backend="numpy", reduction="sum")
+    want = [expected.value_and_grad(x[k], y[k]) for k in range(2)]
+    x32, y32 = ops.asarray(x.astype(np.float32)), ops.asarray(y.astype(np.float32))
+    runs = [lambda a, b: loss.value_and_grad(a, b)]
+    if backend == "jax":
+        jax = pytest.importorskip("jax")
+        step = jax.jit(jax.vmap(jax.value_and_grad(lambda a, b: loss(a, b))))
+        runs.append(lambda a, b: tuple(v[0] for v in step(a[None], b[None])))
+    else:
+        tf = pytest.importorskip("tensorflow")
+        runs.append(tf.function(lambda a, b: loss.value_and_grad(a, b), autograph=False))
+    for run in runs:
+        for k in range(2):
+            calls.clear()
+            value, grad = run(x32[k], y32[k])
+            assert calls == [(30, 20)]
+            _close(value, want[k][0], 1e-6)
+            np.testing.assert_array_equal(np.asarray(grad), want[k][1].astype(np.float32))
+    calls.clear()
+    loss.value_and_grad(ops.asarray(x[0]), ops.asarray(y[0]))
+    assert calls == []
+
+
 def test_jax_whole_loss_kernel_takes_the_plain_form_only_where_it_holds():
     jax = pytest.importorskip("jax")
     from mlloss.backends.binary_math import hard_labels

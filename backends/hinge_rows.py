@@ -1,0 +1,124 @@
+"""multilabel_hinge on float32 rows on the CPU, from one numpy sort of packed int64 keys per
+row: the one implementation the torch, TensorFlow and JAX kernels share there (numpy only; a
+caller hands over its arrays, zero-copy for torch's CPU tensors).
+
+Each entry becomes one integer: its key (a negative's logit x_i, a positive's threshold
+x_j - m) in the high bits, mapped so that integer order is the floats' order reversed, then
+one bit that puts a positive before a negative of equal key, then its column. Sorting those
+integers gives each row in descending key order, and the column comes with the key (no
+argsort), where a positive's active negatives (x_i > x_j - m, strictly: at a tie the hinge is
+flat) are the negatives before it and a negative's active positives the positives after it:
+one cumsum of the label bit counts both. With those counts n_k (minus for a positive, plus for
+a negative; they sum to 0 over a row, their magnitudes to twice its A active pairs), the row's
+sum over active pairs of m - x_j + x_i is m A + sum_k n_k x_k (in float64, the counts exact),
+and n_k / C is the gradient of the row's value (that sum over C).
+
+numpy's sort of int64 rows is vectorised (AVX-512 where the CPU has it) and releases the GIL,
+so the rows are shared among threads, each working through its share in blocks of rows small
+enough that a block's keys stay in the cache. Measured at 4096x1000 (2 cores, AVX-512): 54 ms
+for the sort alone on one thread; the whole value and gradient 70-80 ms on two threads, where
+torch's own sort takes 260 ms and its binary search 375 ms, and XLA's sorted rows about 250 ms.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+#: the most classes whose column fits a packed key: 32 bits of key, 1 of label, 20 of column
+MAX_CLASSES = 2**20
+
+#: int64 keys per block of rows (2 MB): a block's keys and counts stay in the cache
+_BLOCK_ENTRIES = 2**18
+
+#: entries per thread below which fewer threads share the rows (a thread's hand-off costs
+#: more than sorting a few rows)
+_ENTRIES_PER_THREAD = 2**15
+
+# by process and number of threads: a forked child inherits the pool but not its threads
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def available_threads() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _block(x: np.ndarray, y: np.ndarray, margin: float, grad: np.ndarray) -> np.ndarray:
+    """Rows of x (float32) and y: each row's value, float64, and its gradient into grad."""
+    classes = x.shape[-1]
+    shift = max(1, (classes - 1).bit_length())
+    positive = y >= 0.5
+    # x - m at positives (the same rounding as x - m), x at negatives; -0.0 + 0.0 is +0.0:
+    # the two zeros become one key, as they are one number
+    key = np.subtract(x, positive * np.float32(margin), dtype=np.float32)
+    key += np.float32(0.0)
+    bits = key.view(np.int32)
+    # a negative float's magnitude bits count the other way (flipped by its sign's arithmetic
+    # shift); then every bit flipped, so that ascending integers are descending floats
+    bits ^= (bits >> 31) & 0x7FFFFFFF
+    np.invert(bits, out=bits)
+    packed = bits.astype(np.int64)
+    packed <<= 1
+    packed += ~positive  # the tie bit: 0 for a positive, 1 for a negative
+    packed <<= shift
+    positions = np.arange(classes)
+    packed |= positions
+    packed.sort(axis=-1)
+    column = packed & ((1 << shift) - 1)
+    packed >>= shift
+    is_negative = np.bitwise_and(packed, 1, out=packed).astype(bool)
+    negatives_so_far = np.cumsum(is_negative, axis=-1)
+    # positives after place k: all of the row's, less the k + 1 entries so far, plus the
+    # negatives among those
+    positives_after = negatives_so_far - positions
+    positives_after += classes - 1 - negatives_so_far[..., -1:]
+    counts = np.where(is_negative, positives_after, -negatives_so_far)
+    # exact in float32: |n| < C <= 2^20
+    np.put_along_axis(grad, column, counts.astype(np.float32), axis=-1)
+    wide = grad.astype(np.float64)
+    pairs = np.abs(wide).sum(axis=-1) * 0.5
+    values = (pairs * margin + np.einsum("ij,ij->i", wide, x.astype(np.float64))) / classes
+    grad /= np.float32(classes)
+    return values
+
+
+def row_values(
+    x: np.ndarray, y: np.ndarray, margin: float, grad: np.ndarray, threads: int = 1
+) -> np.ndarray:
+    """Each row's multilabel_hinge value (its sum over active pairs over C), float64, shaped
+    (rows,), and its gradient written into ``grad``. ``x``: float32, (rows, C), C at most
+    :data:`MAX_CLASSES`; ``y``: the labels (positives: y >= 0.5), of x's shape; ``grad``: a
+    writable float32 array of x's shape. Logits that are not finite give values the caller
+    must not take (the caller checks them). ``threads``: how many threads share the rows."""
+    rows, classes = x.shape
+    if classes > MAX_CLASSES:
+        raise ValueError(f"multilabel_hinge: packed keys hold at most {MAX_CLASSES} classes")
+    values = np.empty(rows, dtype=np.float64)
+    step = max(1, _BLOCK_ENTRIES // max(classes, 1))
+
+    def share(start: int, stop: int) -> None:
+        for first in range(start, stop, step):
+            last = min(first + step, stop)
+            values[first:last] = _block(x[first:last], y[first:last], margin, grad[first:last])
+
+    threads = max(1, min(threads, rows, rows * classes // _ENTRIES_PER_THREAD))
+    if threads == 1:
+        share(0, rows)
+        return values
+    key = (os.getpid(), threads)
+    pool = _POOLS.get(key)
+    if pool is None:
+        pool = _POOLS.setdefault(key, ThreadPoolExecutor(threads, thread_name_prefix="mlloss"))
+    size = -(-rows // threads)
+    for _ in pool.map(lambda start: share(start, min(start + size, rows)), range(0, rows, size)):
+        pass
+    return values
+
+
+__all__ = ["MAX_CLASSES", "available_threads", "row_values"]
