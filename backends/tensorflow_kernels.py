@@ -329,11 +329,14 @@ def _per_signature(compute: Callable[..., Any], xla: bool = True) -> Callable[..
     new shape would warn about retracing after five; one traced for shapes with unknown
     sizes (``reduce_retracing``) and then called eagerly aborted the process in TensorFlow
     2.21 (XLA reading the shape of a dynamic output). ``xla``: False for a graph of
-    TensorFlow's own kernels."""
+    TensorFlow's own kernels, traced apart inside a caller's XLA compilation (where
+    multilabel_hinge's numpy sort has no kernel: see _hinge)."""
     compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
 
     def step(x: tf.Tensor, y: tf.Tensor) -> Any:
         key = (tuple(x.shape), x.dtype, tuple(y.shape), y.dtype)
+        if not xla:
+            key = (*key, _inside_xla())
         fn = compiled.get(key)
         if fn is None:
             # a fresh object each: TensorFlow counts retracing per function (per code object,
@@ -654,7 +657,7 @@ def _hinge(ops: Any, params: Mapping[str, Any]) -> Callable[..., Any]:
         classes = x.shape[-1]
         if x.dtype != tf.float32 or classes is None or classes > hinge_rows.MAX_CLASSES:
             return sorted_rows(x, y)
-        if _sees_gpu():
+        if _sees_gpu() or _inside_xla():
             return sorted_rows(x, y)
         values, grad = tf.numpy_function(host, [x, y], [tf.float32, tf.float32], stateful=False)
         values.set_shape((*x.shape[:-1], 1))
@@ -668,6 +671,20 @@ def _hinge(ops: Any, params: Mapping[str, Any]) -> Callable[..., Any]:
 def _sees_gpu() -> bool:
     """Whether TensorFlow places work on a GPU (it keeps to the CPU where it sees none)."""
     return bool(tf.config.list_logical_devices("GPU"))
+
+
+def _inside_xla() -> bool:
+    """Whether the graph being traced is compiled by XLA (a caller's ``tf.function(
+    jit_compile=True)`` around the loss), which has no kernel for a ``numpy_function``.
+    TensorFlow tells it only through an internal module: where that is gone, True (the
+    sorted rows run anywhere)."""
+    try:
+        from tensorflow.python.framework import ops as framework_ops
+        from tensorflow.python.ops import control_flow_util
+    except ImportError:  # pragma: no cover - a TensorFlow that moved its internals
+        return True
+    graph = framework_ops.get_default_graph()
+    return bool(control_flow_util.GraphOrParentsInXlaContext(graph))
 
 
 #: the plain forms that run outside XLA (a graph of TensorFlow's own kernels), the spec's

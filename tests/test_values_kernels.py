@@ -846,6 +846,40 @@ def test_multilabel_hinge_float32_rows_take_the_packed_keys(backend, monkeypatch
     assert calls == []
 
 
+@pytest.mark.parametrize("xla_first", [False, True])
+def test_tensorflow_multilabel_hinge_inside_a_callers_xla(xla_first, monkeypatch):
+    """Inside a caller's ``tf.function(jit_compile=True)`` XLA has no kernel for numpy's
+    sort: float32 rows take TensorFlow's sorted rows there, and numpy's outside, whichever
+    the loss met first (each is traced apart), both equal to the formula."""
+    tf = pytest.importorskip("tensorflow")
+    from mlloss.backends import hinge_rows
+
+    calls = []
+    original = hinge_rows.row_values
+    monkeypatch.setattr(hinge_rows, "row_values", lambda *a: calls.append(1) or original(*a))
+    x, y = _inputs("multilabel_hinge", np.float32)
+    loss = mlloss.Loss(
+        mlloss.spec("multilabel_hinge"), "tensorflow", "sum", {"margin": 1.0}, validate=False
+    )
+    want = mlloss.get("multilabel_hinge", backend="numpy", reduction="sum").value_and_grad(
+        x.astype(np.float64), y.astype(np.float64)
+    )
+
+    def step(a, b):
+        with tf.GradientTape() as tape:
+            tape.watch(a)
+            value = loss(a, b)
+        return value, tape.gradient(value, a)
+
+    compiled = tf.function(step, jit_compile=True, autograph=False)
+    for inside in (True, False) if xla_first else (False, True):
+        calls.clear()
+        value, grad = (compiled if inside else step)(tf.constant(x), tf.constant(y))
+        assert calls == ([] if inside else [1])
+        _close(value, want[0], 2e-6)
+        _close(grad, want[1], 1e-7)
+
+
 def test_jax_whole_loss_kernel_takes_the_plain_form_only_where_it_holds():
     jax = pytest.importorskip("jax")
     from mlloss.backends.binary_math import hard_labels
