@@ -63,6 +63,15 @@ def test_jax_jit_with_the_batch_sharded_over_four_devices():
     _check(_run("jax_sharded.py"), refused=set(), also=recipe)
 
 
+def test_jax_multilabel_hinge_float32_sharded_over_two_devices():
+    """A float32 batch sharded over two host devices, large enough for multilabel_hinge's
+    whole-loss kernel: it completes (a numpy callback there deadlocked XLA's all-reduce)
+    and equals the formula to float32's rounding."""
+    pytest.importorskip("jax")
+    errors = _run("jax_hinge_sharded.py")
+    assert errors["value"] <= 1e-6 and errors["grad"] <= 1e-6, errors
+
+
 def test_tensorflow_mirrored_strategy_two_devices():
     pytest.importorskip("tensorflow")
     _check(_run("tf_mirrored.py"), refused=BATCH_LEVEL)
