@@ -121,4 +121,16 @@ def row_values(
     return values
 
 
-__all__ = ["MAX_CLASSES", "available_threads", "row_values"]
+def batch(x: np.ndarray, y: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(values, gradient)`` of a float32 batch of any leading shape, as the compiled
+    backends' callbacks return them: each row's value shaped (..., 1) and the gradient of
+    their sum, both float32, the rows shared among every CPU this process may use."""
+    classes = x.shape[-1]
+    rows = np.asarray(x).reshape(-1, classes)
+    grad = np.empty(rows.shape, dtype=np.float32)
+    labels = np.asarray(y).reshape(rows.shape)
+    values = row_values(rows, labels, margin, grad, available_threads())
+    return values.astype(np.float32).reshape((*x.shape[:-1], 1)), grad.reshape(x.shape)
+
+
+__all__ = ["MAX_CLASSES", "available_threads", "batch", "row_values"]

@@ -50,12 +50,12 @@ fuses the spec's formula itself.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from mlloss.backends import (
     binary_math,
@@ -231,19 +231,11 @@ def _hinge(ops: Any, params: Mapping[str, Any]) -> Plain:
         classes = x.shape[-1]
         if x.dtype != jnp.float32 or classes > hinge_rows.MAX_CLASSES or jax.device_count() > 1:
             return sorted_rows(x, y)
-
-        def host(logits, labels):
-            logits = np.asarray(logits).reshape(-1, classes)
-            grad = np.empty(logits.shape, dtype=np.float32)
-            labels = np.asarray(labels).reshape(logits.shape)
-            threads = hinge_rows.available_threads()
-            values = hinge_rows.row_values(logits, labels, margin, grad, threads)
-            return values.astype(np.float32).reshape((*x.shape[:-1], 1)), grad.reshape(x.shape)
-
         shapes = (
             jax.ShapeDtypeStruct((*x.shape[:-1], 1), jnp.float32),
             jax.ShapeDtypeStruct(x.shape, jnp.float32),
         )
+        host = functools.partial(hinge_rows.batch, margin=margin)
         return jax.pure_callback(host, shapes, x, y, vmap_method="sequential")
 
     return plain

@@ -636,22 +636,11 @@ def _hinge(ops: Any, params: Mapping[str, Any]) -> Callable[..., Any]:
     are on the CPU then), else and for float64 by TensorFlow's sorted rows (:class:`_Rows`):
     4096x1000 float32 on the CPU, 60 ms against 325 ms through TensorFlow's sort and
     searches."""
-    import numpy as np
-
     from mlloss.backends import hinge_rows, ranking_math
 
     margin = float(params["margin"])
     sorted_rows = ranking_math.multilabel_hinge_plain(ops, _Rows, margin)
-
-    def host(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        classes = logits.shape[-1]
-        flat = logits.reshape(-1, classes)
-        grad = np.empty(flat.shape, dtype=np.float32)
-        threads = hinge_rows.available_threads()
-        values = hinge_rows.row_values(flat, labels.reshape(flat.shape), margin, grad, threads)
-        return values.astype(np.float32).reshape((*logits.shape[:-1], 1)), grad.reshape(
-            logits.shape
-        )
+    host = functools.partial(hinge_rows.batch, margin=margin)
 
     def plain(x: tf.Tensor, y: tf.Tensor) -> Any:
         classes = x.shape[-1]

@@ -88,3 +88,19 @@ def test_too_many_classes_for_a_packed_key(monkeypatch):
     x = np.zeros((2, 9), dtype=np.float32)
     with pytest.raises(ValueError, match=r"multilabel_hinge.*at most 8 classes"):
         _packed(x, x, 1.0)
+
+
+def test_batch_of_any_leading_shape():
+    """What the compiled backends' callbacks return: each row's value shaped (..., 1) and the
+    gradient of their sum, float32, for a batch with two leading axes (read-only input, as
+    a callback may hand over)."""
+    rng = np.random.default_rng(5)
+    x = (rng.normal(size=(3, 4, 9)) * 2).astype(np.float32)
+    y = (rng.random((3, 4, 9)) < 0.4).astype(np.float32)
+    x.flags.writeable = y.flags.writeable = False
+    values, grad = hinge_rows.batch(x, y, margin=0.5)
+    assert values.shape == (3, 4, 1) and grad.shape == x.shape
+    assert values.dtype == grad.dtype == np.float32
+    expected_values, expected_grad = _formula(x.reshape(12, 9), y.reshape(12, 9), 0.5)
+    np.testing.assert_allclose(values.reshape(12), expected_values, rtol=1e-6)
+    np.testing.assert_array_equal(grad.reshape(12, 9), expected_grad.astype(np.float32))
