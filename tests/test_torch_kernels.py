@@ -251,9 +251,10 @@ def test_an_ordinary_call_reads_the_device_once_in_the_kernel(monkeypatch, name,
     """On a GPU every read waits for the device. A kernel's checks (its domain, its own
     conditions, a finite value) fold into one read, and they stand for validation, which
     runs only when the kernel declines a call: an ordinary call reads once, a class-index
-    kernel's twice (it reads the indices' range before any indexing), and two_way's twice on
-    the CPU only (where a read waits for nothing: it reads whether its shared shift held
-    before it writes the gradient)."""
+    kernel's twice (it reads the indices' range before any indexing), and two_way's and
+    asl's twice on the CPU only (where a read waits for nothing: two_way reads whether its
+    shared shift held before it writes the gradient, asl whether every label is 0 or 1 before
+    it takes one log an entry)."""
     x, y = _inputs(name, torch.float32, shape=(64, 80))
     x.requires_grad_(True)
     loss = mlloss.get(name, backend="torch", validate=validate)
@@ -261,7 +262,8 @@ def test_an_ordinary_call_reads_the_device_once_in_the_kernel(monkeypatch, name,
     reads = _count_reads(monkeypatch)
     value = loss(x, y)
     index = KERNELS[name].labels == "index"
-    assert len(reads) == 1 + index + (name == "two_way" and x.device.type == "cpu"), reads
+    cpu_read = name in ("two_way", "asl") and x.device.type == "cpu"
+    assert len(reads) == 1 + index + cpu_read, reads
     assert kernel.checks_targets
     assert kernel(x, y, False) is not None  # the kernel took the call
     monkeypatch.undo()
@@ -716,3 +718,36 @@ def test_two_way_shared_shift_block_by_block(dtype, monkeypatch):
     value_f, grad_f = mlloss.get("two_way", backend="torch", fused=False).value_and_grad(x, y)
     _close(value, value_f, RTOL[dtype])
     _close(grad, grad_f, RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("params", [{}, {"clip": 0.1, "gamma_neg": 1.0}, {"gamma_neg": 2.5}])
+def test_asl_hard_labels_take_one_log_with_the_same_bits(dtype, params, monkeypatch):
+    """On the CPU, labels in {0, 1} take _asl_fused_hard (the one log each entry's label
+    needs): the same value and gradient, to the bit, as the general form (which the
+    check, made to fail here, sends them to); soft labels take the general form."""
+    from mlloss.backends import torch_kernels
+
+    p = dict(mlloss.get("asl", **params).params)
+    taken = []
+    hard = torch_kernels._asl_fused_hard
+    monkeypatch.setattr(
+        torch_kernels, "_asl_fused_hard", lambda *a, **k: taken.append(1) or hard(*a, **k)
+    )
+
+    def run(x, y):
+        out = torch.empty_like(x)
+        total, _, grad = torch_kernels._asl_fused(x, y, p, 0.5, out=out)
+        return total, grad
+
+    x, y = _inputs("asl", dtype, shape=(60, 23))
+    value, grad = run(x, y)
+    assert taken == [1]
+    binary = torch_kernels._binary
+    monkeypatch.setattr(torch_kernels, "_binary", lambda a, b: binary(a, b) & False)
+    value_g, grad_g = run(x, y)
+    assert taken == [1]  # the general form
+    assert float(value) == float(value_g) and torch.equal(grad, grad_g)
+    monkeypatch.setattr(torch_kernels, "_binary", binary)
+    run(*_inputs("asl", dtype, soft=True, shape=(60, 23)))
+    assert taken == [1]
