@@ -238,12 +238,19 @@ def _no_weights(p):
 
 
 def _bce_logs(x, y, p, out=None):
-    """(q, 1 - q, the summed value, checks) with q = clip(x, eps, 1 - eps), the two logs
-    mixed by lerp (exact at y = 0 and y = 1, where one of them is taken as it is)."""
+    """(q, 1 - q, the summed value, checks, log q in ``out`` or None) with q = clip(x, eps,
+    1 - eps), the two logs mixed by lerp (exact at y = 0 and y = 1, where one of them is
+    taken as it is). Labels in {0, 1} on the CPU, without a log floor, take each entry's one
+    log, of lerp(1 - q, q, y): the same bits, a log less (the check is read first, as every
+    read is there)."""
+    hard = p["log_floor"] is None and x.device.type == "cpu" and bool(_binary(x, y))
     q, one_minus, logs = _scratch(x, 3)
     eps = p["eps"]
     torch.clamp(x, eps, 1.0 - eps, out=q)  # 1 - eps rounded as the formula's bound is
     torch.neg(q, out=one_minus).add_(1.0)
+    if hard:
+        total = -torch.lerp(one_minus, q, y, out=logs).log_().sum()
+        return q, one_minus, total, [], None
     torch.log(one_minus, out=logs)
     log_q = torch.log(q, out=out)
     checks = []
@@ -265,7 +272,8 @@ def _bce_fused(x, y, p, scale, out=None):
     x (q == x), 0 outside, into the buffer of log q (read for the last time)."""
     y = smooth_binary(y, p["label_smoothing"])
     q, one_minus, total, checks, grad = _bce_logs(x, y, p, out)
-    torch.sub(q, y, out=grad).div_(one_minus.mul_(q))
+    grad = torch.sub(q, y, out=_fresh(x, out) if grad is None else grad)
+    grad.div_(one_minus.mul_(q))
     # the mask as numbers, in a buffer read for the last time above (a product with a bool
     # tensor is several times slower than with a float one on the CPU)
     return total, checks, grad.mul_(torch.eq(q, x, out=one_minus)).mul_(scale)

@@ -251,10 +251,10 @@ def test_an_ordinary_call_reads_the_device_once_in_the_kernel(monkeypatch, name,
     """On a GPU every read waits for the device. A kernel's checks (its domain, its own
     conditions, a finite value) fold into one read, and they stand for validation, which
     runs only when the kernel declines a call: an ordinary call reads once, a class-index
-    kernel's twice (it reads the indices' range before any indexing), and two_way's and
-    asl's twice on the CPU only (where a read waits for nothing: two_way reads whether its
-    shared shift held before it writes the gradient, asl whether every label is 0 or 1 before
-    it takes one log an entry)."""
+    kernel's twice (it reads the indices' range before any indexing), and two_way's, asl's
+    and bce's twice on the CPU only (where a read waits for nothing: two_way reads whether
+    its shared shift held before it writes the gradient, asl and bce whether every label is
+    0 or 1 before they take one log an entry)."""
     x, y = _inputs(name, torch.float32, shape=(64, 80))
     x.requires_grad_(True)
     loss = mlloss.get(name, backend="torch", validate=validate)
@@ -262,7 +262,7 @@ def test_an_ordinary_call_reads_the_device_once_in_the_kernel(monkeypatch, name,
     reads = _count_reads(monkeypatch)
     value = loss(x, y)
     index = KERNELS[name].labels == "index"
-    cpu_read = name in ("two_way", "asl") and x.device.type == "cpu"
+    cpu_read = name in ("two_way", "asl", "bce") and x.device.type == "cpu"
     assert len(reads) == 1 + index + cpu_read, reads
     assert kernel.checks_targets
     assert kernel(x, y, False) is not None  # the kernel took the call
@@ -751,3 +751,40 @@ def test_asl_hard_labels_take_one_log_with_the_same_bits(dtype, params, monkeypa
     monkeypatch.setattr(torch_kernels, "_binary", binary)
     run(*_inputs("asl", dtype, soft=True, shape=(60, 23)))
     assert taken == [1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("params", [{}, {"eps": 1e-3}])
+def test_bce_hard_labels_take_one_log_with_the_same_bits(dtype, params, monkeypatch):
+    """On the CPU, labels in {0, 1} take each entry's one log (of lerp(1 - q, q, y)): the
+    same value and gradient, to the bit, as both logs mixed by lerp (where the check, made to
+    fail here, sends them); soft labels, and a log floor, keep both logs."""
+    from mlloss.backends import torch_kernels
+
+    calls = []
+    original_log = torch.log
+
+    def counted_log(*args, **kwargs):
+        calls.append(1)
+        return original_log(*args, **kwargs)
+
+    def run(x, y, **more):
+        p = dict(mlloss.get("bce", **params, **more).params)
+        out = torch.empty_like(x)
+        calls.clear()
+        monkeypatch.setattr(torch, "log", counted_log)
+        total, _, grad = torch_kernels._bce_fused(x, y, p, 0.5, out=out)
+        monkeypatch.setattr(torch, "log", original_log)
+        return total, grad, len(calls)
+
+    x, y = _inputs("bce", dtype, shape=(60, 23))
+    value, grad, logs = run(x, y)
+    assert logs == 0  # the one log is log_() of the lerp
+    binary = torch_kernels._binary
+    monkeypatch.setattr(torch_kernels, "_binary", lambda a, b: binary(a, b) & False)
+    value_g, grad_g, logs_g = run(x, y)
+    assert logs_g == 2
+    assert float(value) == float(value_g) and torch.equal(grad, grad_g)
+    monkeypatch.setattr(torch_kernels, "_binary", binary)
+    assert run(*_inputs("bce", dtype, soft=True, shape=(60, 23)))[2] == 2
+    assert run(x, y, log_floor=-100.0)[2] == 2
