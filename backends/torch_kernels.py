@@ -241,8 +241,8 @@ def _bce_logs(x, y, p, out=None):
     """(q, 1 - q, the summed value, checks, log q in ``out`` or None) with q = clip(x, eps,
     1 - eps), the two logs mixed by lerp (exact at y = 0 and y = 1, where one of them is
     taken as it is). Labels in {0, 1} on the CPU, without a log floor, take each entry's one
-    log, of lerp(1 - q, q, y): the same bits, a log less (the check is read first, as every
-    read is there)."""
+    log, of lerp(1 - q, q, y): the same bits, a log less (the check is read first: on the
+    CPU a read waits for nothing)."""
     hard = p["log_floor"] is None and x.device.type == "cpu" and bool(_binary(x, y))
     q, one_minus, logs = _scratch(x, 3)
     eps = p["eps"]
@@ -484,7 +484,7 @@ def _asl_fused(x, y, p, scale, out=None):
     p - 1; negatives d negative / dx = p (1 - p) p_m^(g - 1) [p_m / (1 - p_m) +
     g (-log(1 - p_m))], which is 0 where p <= clip (p_m = 0, g >= 1). Labels in {0, 1} on
     the CPU take _asl_fused_hard (one log an entry, not two): there the check is read first,
-    as every read is free."""
+    as a read waits for nothing."""
     if x.device.type == "cpu" and bool(_binary(x, y)):
         return _asl_fused_hard(x, y, p, scale, out)
     gamma_neg = p["gamma_neg"]
@@ -521,7 +521,7 @@ def _asl_fused_hard(x, y, p, scale, out=None):
     inner = torch.div(p_m, logs, out=out)
     torch.lerp(logs, q, y, out=logs).log_()  # log(1 - p_m) at a negative, log p at a positive
     inner.add_(logs, alpha=-gamma_neg)  # a positive's is replaced below
-    torch.mul(logs, p_m, out=negative)  # -p_m (-log(1 - p_m)) at a negative
+    torch.mul(logs, p_m, out=negative)  # p_m log(1 - p_m) at a negative: its value negated
     power = p_m.sign_() if gamma_neg == 1.0 else _power_(p_m, gamma_neg - 1.0)
     negative.mul_(power)
     inner.mul_(power).mul_(torch.addcmul(q, q, q, value=-1.0, out=power))
