@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+import numpy as np
+
 Plain = Callable[[Any, Any], tuple[Any, Any]]
 
 
@@ -159,8 +161,6 @@ def two_way_shared(ops: Any, x: Any, y: Any, tp: float, tn: float) -> tuple[Any,
     derivative, and the result is the per-slice one to rounding. Below it (a slice's largest z
     about 58 units under the batch's in float32, 700 in float64), ``holds`` is false and the
     caller takes :func:`two_way_plain`."""
-    import numpy as np
-
     positive = y > 0.5
     z = _two_way_z(ops, x, positive, tp, tn)
     below = float("-inf")

@@ -644,9 +644,8 @@ def _hinge(ops: Any, params: Mapping[str, Any]) -> Callable[..., Any]:
 
     def plain(x: tf.Tensor, y: tf.Tensor) -> Any:
         classes = x.shape[-1]
-        if x.dtype != tf.float32 or classes is None or classes > hinge_rows.MAX_CLASSES:
-            return sorted_rows(x, y)
-        if _sees_gpu() or _inside_xla():
+        packs = x.dtype == tf.float32 and classes is not None and classes <= hinge_rows.MAX_CLASSES
+        if not packs or _sees_gpu() or _inside_xla():
             return sorted_rows(x, y)
         values, grad = tf.numpy_function(host, [x, y], [tf.float32, tf.float32], stateful=False)
         values.set_shape((*x.shape[:-1], 1))

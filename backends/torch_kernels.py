@@ -240,10 +240,9 @@ def _no_weights(p):
 def _bce_logs(x, y, p, out=None):
     """(q, 1 - q, the summed value, checks, log q in ``out`` or None) with q = clip(x, eps,
     1 - eps), the two logs mixed by lerp (exact at y = 0 and y = 1, where one of them is
-    taken as it is). Labels in {0, 1} on the CPU, without a log floor, take each entry's one
-    log, of lerp(1 - q, q, y): the same bits, a log less (the check is read first: on the
-    CPU a read waits for nothing)."""
-    hard = p["log_floor"] is None and x.device.type == "cpu" and bool(_binary(x, y))
+    taken as it is). Labels in {0, 1} (_hard_labels_read), without a log floor, take each
+    entry's one log, of lerp(1 - q, q, y): the same bits, a log less."""
+    hard = p["log_floor"] is None and _hard_labels_read(x, y)
     q, one_minus, logs = _scratch(x, 3)
     eps = p["eps"]
     torch.clamp(x, eps, 1.0 - eps, out=q)  # 1 - eps rounded as the formula's bound is
@@ -479,55 +478,33 @@ def _asl_forward(x, y, p):
 
 
 def _asl_fused(x, y, p, scale, out=None):
-    """The value (see _asl_forward) and scale * its gradient together, from one sigmoid, one
-    log(1 - p_m), one log p and p_m^(gamma_neg - 1), in four logits-sized buffers: positives
-    p - 1; negatives d negative / dx = p (1 - p) p_m^(g - 1) [p_m / (1 - p_m) +
-    g (-log(1 - p_m))], which is 0 where p <= clip (p_m = 0, g >= 1). Labels in {0, 1} on
-    the CPU take _asl_fused_hard (one log an entry, not two): there the check is read first,
-    as a read waits for nothing."""
-    if x.device.type == "cpu" and bool(_binary(x, y)):
-        return _asl_fused_hard(x, y, p, scale, out)
+    """The value (see _asl_forward) and scale * its gradient together, from one sigmoid, the
+    logs log(1 - p_m) and log p, and p_m^(gamma_neg - 1), in five logits-sized buffers:
+    positives p - 1; negatives d negative / dx = p (1 - p) p_m^(g - 1) [p_m / (1 - p_m) +
+    g (-log(1 - p_m))], which is 0 where p <= clip (p_m = 0, g >= 1). Labels in {0, 1}
+    (_hard_labels_read) take one log an entry, of lerp(1 - p_m, p, y) (exact at 0 and 1):
+    the log each entry's own label needs, so the same bits for a log less (about 0.27 ms per
+    block of 2^19 entries); soft labels take both logs of every entry."""
+    hard = _hard_labels_read(x, y)
     gamma_neg = p["gamma_neg"]
-    q, p_m, log_one_minus = _scratch(x, 3)
+    q, p_m, logs, negative = _scratch(x, 4)
     torch.sigmoid(x, out=q)
     torch.sub(q, p["clip"], out=p_m).clamp_min_(0.0)
-    torch.neg(p_m, out=log_one_minus).add_(1.0)  # 1 - p_m (rsub takes no out=)
-    inner = torch.div(p_m, log_one_minus, out=out)
-    log_one_minus.log_()  # log(1 - p_m) <= 0
-    inner.add_(log_one_minus, alpha=-gamma_neg)
-    negative = log_one_minus.mul_(p_m).neg_()  # p_m (-log(1 - p_m))
+    torch.neg(p_m, out=logs).add_(1.0)  # 1 - p_m (rsub takes no out=)
+    inner = torch.div(p_m, logs, out=out)
+    if hard:  # log(1 - p_m) at a negative, log p at a positive
+        torch.lerp(logs, q, y, out=logs)
+    logs.log_()  # log(1 - p_m) <= 0 (where the label is 0)
+    inner.add_(logs, alpha=-gamma_neg)  # a positive's is replaced below
+    torch.mul(logs, p_m, out=negative)  # p_m log(1 - p_m): a negative's value negated
     # p_m^(g - 1) over p_m; at g = 1 that is 1 where p_m > 0 and 0 at p_m = 0 (its sign)
     power = p_m.sign_() if gamma_neg == 1.0 else _power_(p_m, gamma_neg - 1.0)
     negative.mul_(power)
     inner.mul_(power).mul_(torch.addcmul(q, q, q, value=-1.0, out=power))
     safe = x.amin() >= _LOG_SIGMOID_SAFE[x.dtype]
-    positive = torch.log(q, out=power).neg_()
-    total = torch.lerp(negative, positive, y, out=negative).sum()
-    grad = torch.lerp(inner, q.sub_(1.0), y, out=inner).mul_(scale)
-    return total, [safe], grad
-
-
-def _asl_fused_hard(x, y, p, scale, out=None):
-    """_asl_fused for labels in {0, 1}: each entry takes the one log its own label needs,
-    log(1 - p_m) at a negative and log p at a positive, of their lerp by y (exact at 0 and
-    1), where the general form takes both logs of every entry: the same operations on each
-    entry's own branch, so the same bits, for a log less (about 0.27 ms per block of 2^19
-    entries)."""
-    gamma_neg = p["gamma_neg"]
-    q, p_m, logs, negative = _scratch(x, 4)
-    torch.sigmoid(x, out=q)
-    torch.sub(q, p["clip"], out=p_m).clamp_min_(0.0)
-    torch.neg(p_m, out=logs).add_(1.0)  # 1 - p_m
-    inner = torch.div(p_m, logs, out=out)
-    torch.lerp(logs, q, y, out=logs).log_()  # log(1 - p_m) at a negative, log p at a positive
-    inner.add_(logs, alpha=-gamma_neg)  # a positive's is replaced below
-    torch.mul(logs, p_m, out=negative)  # p_m log(1 - p_m) at a negative: its value negated
-    power = p_m.sign_() if gamma_neg == 1.0 else _power_(p_m, gamma_neg - 1.0)
-    negative.mul_(power)
-    inner.mul_(power).mul_(torch.addcmul(q, q, q, value=-1.0, out=power))
-    safe = x.amin() >= _LOG_SIGMOID_SAFE[x.dtype]
-    # both branches negated: -(p_m^g log(1 - p_m)) and -log p
-    total = torch.lerp(negative, logs, y, out=negative).sum().neg_()
+    positive = logs if hard else torch.log(q, out=power)  # log p: a positive's value negated
+    # both branches negated, and their lerp: exactly the lerp of the values, negated
+    total = torch.lerp(negative, positive, y, out=negative).sum().neg_()
     grad = torch.lerp(inner, q.sub_(1.0), y, out=inner).mul_(scale)
     return total, [safe], grad
 
@@ -549,6 +526,13 @@ def _binary(x, y):
     """Whether every label is 0 or 1 (y - y^2 is 0 exactly there), as a 0-d tensor."""
     (buffer,) = _scratch(x, 1)
     return _all_zero(torch.addcmul(y, y, y, value=-1.0, out=buffer))
+
+
+def _hard_labels_read(x, y):
+    """Whether every label is 0 or 1, read now, for a kernel that then takes one log an
+    entry (asl, bce): on the CPU only, where a read waits for nothing; elsewhere False, so
+    that the kernel keeps its one read."""
+    return x.device.type == "cpu" and bool(_binary(x, y))
 
 
 def _forward_of(value: Callable[..., Any]) -> Forward:

@@ -720,71 +720,57 @@ def test_two_way_shared_shift_block_by_block(dtype, monkeypatch):
     _close(grad, grad_f, RTOL[dtype])
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("params", [{}, {"clip": 0.1, "gamma_neg": 1.0}, {"gamma_neg": 2.5}])
-def test_asl_hard_labels_take_one_log_with_the_same_bits(dtype, params, monkeypatch):
-    """On the CPU, labels in {0, 1} take _asl_fused_hard (the one log each entry's label
-    needs): the same value and gradient, to the bit, as the general form (which the
-    check, made to fail here, sends them to); soft labels take the general form."""
-    from mlloss.backends import torch_kernels
-
-    p = dict(mlloss.get("asl", **params).params)
-    taken = []
-    hard = torch_kernels._asl_fused_hard
-    monkeypatch.setattr(
-        torch_kernels, "_asl_fused_hard", lambda *a, **k: taken.append(1) or hard(*a, **k)
-    )
-
-    def run(x, y):
-        out = torch.empty_like(x)
-        total, _, grad = torch_kernels._asl_fused(x, y, p, 0.5, out=out)
-        return total, grad
-
-    x, y = _inputs("asl", dtype, shape=(60, 23))
-    value, grad = run(x, y)
-    assert taken == [1]
-    binary = torch_kernels._binary
-    monkeypatch.setattr(torch_kernels, "_binary", lambda a, b: binary(a, b) & False)
-    value_g, grad_g = run(x, y)
-    assert taken == [1]  # the general form
-    assert float(value) == float(value_g) and torch.equal(grad, grad_g)
-    monkeypatch.setattr(torch_kernels, "_binary", binary)
-    run(*_inputs("asl", dtype, soft=True, shape=(60, 23)))
-    assert taken == [1]
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("params", [{}, {"eps": 1e-3}])
-def test_bce_hard_labels_take_one_log_with_the_same_bits(dtype, params, monkeypatch):
-    """On the CPU, labels in {0, 1} take each entry's one log (of lerp(1 - q, q, y)): the
-    same value and gradient, to the bit, as both logs mixed by lerp (where the check, made to
-    fail here, sends them); soft labels, and a log floor, keep both logs."""
+def _fused_with_logs_counted(name, x, y, monkeypatch, **params):
+    """(value, gradient, calls of torch.log) of the torch kernel's fused form, scale 0.5: a
+    kernel that takes one log an entry takes it as log_() of a lerp, not torch.log."""
     from mlloss.backends import torch_kernels
 
     calls = []
-    original_log = torch.log
+    original = torch.log
 
-    def counted_log(*args, **kwargs):
+    def counted(*args, **kwargs):
         calls.append(1)
-        return original_log(*args, **kwargs)
+        return original(*args, **kwargs)
 
-    def run(x, y, **more):
-        p = dict(mlloss.get("bce", **params, **more).params)
-        out = torch.empty_like(x)
-        calls.clear()
-        monkeypatch.setattr(torch, "log", counted_log)
-        total, _, grad = torch_kernels._bce_fused(x, y, p, 0.5, out=out)
-        monkeypatch.setattr(torch, "log", original_log)
-        return total, grad, len(calls)
+    p = dict(mlloss.get(name, **params).params)
+    monkeypatch.setattr(torch, "log", counted)
+    try:
+        total, _, grad = torch_kernels.KERNELS[name].fused(x, y, p, 0.5, out=torch.empty_like(x))
+    finally:
+        monkeypatch.setattr(torch, "log", original)
+    return total, grad, len(calls)
 
-    x, y = _inputs("bce", dtype, shape=(60, 23))
-    value, grad, logs = run(x, y)
-    assert logs == 0  # the one log is log_() of the lerp
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("asl", {}),
+        ("asl", {"clip": 0.1, "gamma_neg": 1.0}),
+        ("asl", {"gamma_neg": 2.5}),
+        ("bce", {}),
+        ("bce", {"eps": 1e-3}),
+    ],
+)
+def test_hard_labels_take_one_log_with_the_same_bits(dtype, name, params, monkeypatch):
+    """On the CPU, asl's and bce's labels in {0, 1} take each entry's one log (of the lerp
+    of both arguments by the label): the same value and gradient, to the bit, as both logs
+    mixed by lerp, where the check, made to fail here, sends them (asl's second log is
+    torch.log(p), bce's both); soft labels, and bce's log floor, keep both logs."""
+    from mlloss.backends import torch_kernels
+
+    both_logs = {"asl": 1, "bce": 2}[name]
+    x, y = _inputs(name, dtype, shape=(60, 23))
+    value, grad, logs = _fused_with_logs_counted(name, x, y, monkeypatch, **params)
+    assert logs == 0
     binary = torch_kernels._binary
     monkeypatch.setattr(torch_kernels, "_binary", lambda a, b: binary(a, b) & False)
-    value_g, grad_g, logs_g = run(x, y)
-    assert logs_g == 2
+    value_g, grad_g, logs_g = _fused_with_logs_counted(name, x, y, monkeypatch, **params)
+    assert logs_g == both_logs
     assert float(value) == float(value_g) and torch.equal(grad, grad_g)
     monkeypatch.setattr(torch_kernels, "_binary", binary)
-    assert run(*_inputs("bce", dtype, soft=True, shape=(60, 23)))[2] == 2
-    assert run(x, y, log_floor=-100.0)[2] == 2
+    soft = _inputs(name, dtype, soft=True, shape=(60, 23))
+    assert _fused_with_logs_counted(name, *soft, monkeypatch, **params)[2] == both_logs
+    if name == "bce":
+        floored = _fused_with_logs_counted(name, x, y, monkeypatch, **params, log_floor=-100.0)
+        assert floored[2] == both_logs
