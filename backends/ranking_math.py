@@ -150,9 +150,10 @@ def two_way_plain(ops: Any, x: Any, y: Any, tp: float, tn: float) -> tuple[Any, 
 
 def two_way_shared(ops: Any, x: Any, y: Any, tp: float, tn: float) -> tuple[Any, Any, Any]:
     """:func:`two_way_plain` with each set shifted once for the whole batch (by its largest
-    z): one exponential ``e = exp(z - m)`` then serves the sums along both axes, and a
-    negative's derivative is ``e (f_n of its column + f_n of its row)``. Returns ``(value,
-    gradient, holds)``, ``holds`` a 0-d boolean: whether the shared shift lost nothing.
+    z): each entry's exponential ``e = exp(z - m)`` then serves its set's sums along both
+    axes, and a negative's derivative is ``e (f_n of its column + f_n of its row)``. Returns
+    ``(value, gradient, holds)``, ``holds`` a 0-d boolean: whether the shared shift lost
+    nothing.
 
     A shared shift can only lose digits to underflow: terms below the smallest normal number
     (``tiny``), at most a slice's length of them, each off by at most tiny 2^-p against the
@@ -169,8 +170,11 @@ def two_way_shared(ops: Any, x: Any, y: Any, tp: float, tn: float) -> tuple[Any,
     # a set the batch lacks is never shifted (it has no entries): 0 stands in
     m_n = ops.where(m_n > below, m_n, 0.0)
     m_p = ops.where(m_p > below, m_p, 0.0)
-    e = ops.exp(z - ops.where(positive, m_p, m_n))
-    e_n, e_p = ops.where(positive, 0.0, e), ops.where(positive, e, 0.0)
+    # each set's exponentials apart (0 outside it), each written once for the sums along
+    # both axes and the gradient; one array of both and two masked copies of it cost XLA
+    # on the CPU a write and a read more (4096x1000 float32 JAX: 29 -> 27 ms)
+    e_n = ops.exp(ops.where(positive, below, z - m_n))
+    e_p = ops.exp(ops.where(positive, z - m_p, below))
     positives = ops.where(positive, ops.zeros_like(x) + 1.0, 0.0)
     floor = float(np.finfo(ops.dtype_name(x)).tiny) * 2.0**30 * max(x.shape)
     total, holds, f_n, f_p = 0.0, True, 0.0, 0.0
@@ -184,7 +188,7 @@ def two_way_shared(ops: Any, x: Any, y: Any, tp: float, tn: float) -> tuple[Any,
         holds = holds & ~ops.any(low)
         share, f_n_axis, f_p_axis = _two_way_axis(ops, m_n, m_p, s_n, s_p, has_p, has_n, tp, tn)
         total, f_n, f_p = total + share, f_n + f_n_axis, f_p + f_p_axis
-    return total, e * ops.where(positive, -f_p, f_n), holds
+    return total, e_n * f_n - e_p * f_p, holds  # one of the two terms is 0
 
 
 class Rows(Protocol):
