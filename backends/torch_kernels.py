@@ -614,7 +614,10 @@ def _hill_value(x, y, p, out=None):
     """Positives s^g softplus(v) at v = m - x, s = sigmoid(v) (the focal core at v, its
     derivative in x the core's negated); negatives (lambda - q) q^2, q = sigmoid(x), its
     derivative q^2 sigmoid(-x) (2 lambda - 3 q); mixed per entry by lerp (exact at y = 0 and
-    y = 1, and the loss is linear in y)."""
+    y = 1, and the loss is linear in y). Labels in {0, 1} (_hard_labels_read) take
+    :func:`_hill_hard`."""
+    if _hard_labels_read(x, y):
+        return _hill_hard(x, y, p, out)
     lamb, gamma = p["lamb"], p["gamma"]
     v, square, q, rest = _scratch(x, 4)
     torch.neg(x, out=v).add_(p["margin"])
@@ -633,6 +636,36 @@ def _hill_value(x, y, p, out=None):
     d_negative.mul_(rest.mul_(3.0).sub_(lamb))  # 2 lambda - 3q = 3 (lambda - q) - lambda
     d_negative.neg_()
     return total, [], (torch.lerp(d_negative, d_positive, y, out=d_positive).neg_(), 1.0)
+
+
+def _hill_hard(x, y, p, out=None):
+    """:func:`_hill_value` for labels in {0, 1}: each entry needs the sigmoids of one argument
+    only, w = v = m - x at a positive and w = x at a negative, so one sigmoid(w), one
+    sigmoid(-w) and one softplus(w) serve both (the soft form takes both sigmoids at both
+    arguments: 1.4-1.55 ms against 1.6-1.75 ms a block of 2^19 entries)."""
+    lamb, gamma = p["lamb"], p["gamma"]
+    w, s, square, rest, spare, *power = _scratch(x, 5 if gamma in (0.0, 2.0) else 6)
+    _signed(x, y, out=w).add_(y, alpha=p["margin"])  # -x + m (as m - x rounds) or x
+    torch.sigmoid(w, out=s)  # sigmoid(v) at a positive, q at a negative
+    r = None if out is None else torch.neg(w, out=out).sigmoid_()
+    softplus = _softplus_(w)
+    torch.mul(s, s, out=square)  # q^2 at a negative; s^2 at a positive
+    # a positive's s^gamma (None at gamma 0, the only gamma with no buffer for it besides 2)
+    weight = square if gamma == 2.0 else _power_(power[0].copy_(s), gamma) if power else None
+    torch.neg(s, out=rest).add_(lamb)  # lambda - q
+    if r is not None:
+        # a negative's q^2 sigmoid(-x) (2 lambda - 3 q), 2 lambda - 3 q as 3 (lambda - q) -
+        # lambda, as the soft form computes it
+        d_negative = torch.mul(rest, 3.0, out=spare).sub_(lamb).mul_(r).mul_(square)
+        # a positive's s^g [g sigmoid(-v) softplus(v) + s], over r, negated (d/dx = -d/dv)
+        d_positive = torch.addcmul(s, r, softplus, value=gamma, out=r)
+        if weight is not None:
+            d_positive.mul_(weight)
+        grad = torch.lerp(d_negative, d_positive.neg_(), y, out=d_positive)
+    positive = softplus if weight is None else softplus.mul_(weight)
+    negative = rest.mul_(square)
+    total = torch.lerp(negative, positive, y, out=negative).sum()
+    return total, [], None if r is None else (grad, 1.0)
 
 
 def _bce_focal_value(x, y, p, out=None):

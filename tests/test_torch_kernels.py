@@ -251,10 +251,11 @@ def test_an_ordinary_call_reads_the_device_once_in_the_kernel(monkeypatch, name,
     """On a GPU every read waits for the device. A kernel's checks (its domain, its own
     conditions, a finite value) fold into one read, and they stand for validation, which
     runs only when the kernel declines a call: an ordinary call reads once, a class-index
-    kernel's twice (it reads the indices' range before any indexing), and two_way's, asl's
-    and bce's twice on the CPU only (where a read waits for nothing: two_way reads whether
-    its shared shift held before it writes the gradient, asl and bce whether every label is
-    0 or 1 before they take one log an entry)."""
+    kernel's twice (it reads the indices' range before any indexing), and two_way's, asl's,
+    bce's and hill's twice on the CPU only (where a read waits for nothing: two_way reads
+    whether its shared shift held before it writes the gradient, asl and bce whether every
+    label is 0 or 1 before they take one log an entry, hill before it takes the sigmoids of
+    one argument an entry)."""
     x, y = _inputs(name, torch.float32, shape=(64, 80))
     x.requires_grad_(True)
     loss = mlloss.get(name, backend="torch", validate=validate)
@@ -262,7 +263,7 @@ def test_an_ordinary_call_reads_the_device_once_in_the_kernel(monkeypatch, name,
     reads = _count_reads(monkeypatch)
     value = loss(x, y)
     index = KERNELS[name].labels == "index"
-    cpu_read = name in ("two_way", "asl", "bce") and x.device.type == "cpu"
+    cpu_read = name in ("two_way", "asl", "bce", "hill") and x.device.type == "cpu"
     assert len(reads) == 1 + index + cpu_read, reads
     assert kernel.checks_targets
     assert kernel(x, y, False) is not None  # the kernel took the call
