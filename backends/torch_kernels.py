@@ -886,11 +886,14 @@ def _two_way_shared(x, y, tp, tn, out=None):
     step = rows if rows < 2 * max(1, _BLOCK_ENTRIES // classes) else _BLOCK_ENTRIES // classes
     blocks = [slice(start, start + step) for start in range(0, rows, step)]
     largest, checks = [], []
+    grad = _fresh(x, out)
     for block in blocks:  # each set's largest z (-inf for a set the block lacks)
         xb, yb = x[block], y[block]
         checks.append(_binary(xb, yb))
-        z, other = _scratch(xb, 2)
-        m_n, m_p, finite = _set_shifts(_two_way_z(xb, yb, tp, tn, z), yb, other, (0, 1))
+        (other,) = _scratch(xb, 1)
+        # z, kept in the gradient's buffer for the exponentials below
+        z = _two_way_z(xb, yb, tp, tn, grad[block])
+        m_n, m_p, finite = _set_shifts(z, yb, other, (0, 1))
         checks.append(finite)
         positives = yb.sum()
         present = torch.stack((positives < yb.numel(), positives > 0))
@@ -898,11 +901,10 @@ def _two_way_shared(x, y, tp, tn, out=None):
     shifts = torch.stack(largest).amax(dim=0)
     # a set the batch lacks is never shifted (its entries do not exist): 0 stands in
     m_n, m_p = torch.where(shifts > -math.inf, shifts, 0.0).unbind()
-    grad = _fresh(x, out)
     row_sums, column_sums = [], 0.0
-    for block in blocks:  # each block's e, its row sums, its column sums added up
+    for block in blocks:  # each block's e (over its z), its row sums, its column sums added up
         xb, yb, e = x[block], y[block], grad[block]
-        _two_way_z(xb, yb, tp, tn, e).sub_(m_n).addcmul_(yb, m_n - m_p).exp_()
+        e.sub_(m_n).addcmul_(yb, m_n - m_p).exp_()
         negatives, positives = _scratch(xb, 2)
         torch.addcmul(e, e, yb, value=-1.0, out=negatives)  # e (1 - y), exact
         torch.mul(e, yb, out=positives)  # e y, exact
