@@ -71,17 +71,22 @@ def _block(x: np.ndarray, y: np.ndarray, margin: float, grad: np.ndarray) -> np.
     positions = np.arange(classes)
     packed |= positions
     packed.sort(axis=-1)
+    # each sorted entry's place in the block's flat gradient: its column, plus its row's start
     column = packed & ((1 << shift) - 1)
+    column += np.arange(0, x.size, classes)[:, None]
     packed >>= shift
     is_negative = np.bitwise_and(packed, 1, out=packed).astype(bool)
-    negatives_so_far = np.cumsum(is_negative, axis=-1)
+    # int32 counts (|n| < C <= 2^20): numpy's cumsum of booleans into int64 took several
+    # times as long
+    negatives_so_far = np.cumsum(is_negative, axis=-1, dtype=np.int32)
     # positives after place k: all of the row's, less the k + 1 entries so far, plus the
     # negatives among those
-    positives_after = negatives_so_far - positions
+    positives_after = negatives_so_far - positions.astype(np.int32)
     positives_after += classes - 1 - negatives_so_far[..., -1:]
     counts = np.where(is_negative, positives_after, -negatives_so_far)
-    # exact in float32: |n| < C <= 2^20
-    np.put_along_axis(grad, column, counts.astype(np.float32), axis=-1)
+    # exact in float32; a flat scatter (grad is C-contiguous) is about 3x faster than
+    # put_along_axis's
+    grad.reshape(-1)[column.reshape(-1)] = counts.reshape(-1)
     wide = grad.astype(np.float64)
     pairs = np.abs(wide).sum(axis=-1) * 0.5
     values = (pairs * margin + np.einsum("ij,ij->i", wide, x.astype(np.float64))) / classes
@@ -95,11 +100,14 @@ def row_values(
     """Each row's multilabel_hinge value (its sum over active pairs over C), float64, shaped
     (rows,), and its gradient written into ``grad``. ``x``: float32, (rows, C), C at most
     :data:`MAX_CLASSES`; ``y``: the labels (positives: y >= 0.5), of x's shape; ``grad``: a
-    writable float32 array of x's shape. Logits that are not finite give values the caller
-    must not take (the caller checks them). ``threads``: how many threads share the rows."""
+    writable, C-contiguous float32 array of x's shape. Logits that are not finite give values
+    the caller must not take (the caller checks them). ``threads``: how many threads share the
+    rows."""
     rows, classes = x.shape
     if classes > MAX_CLASSES:
         raise ValueError(f"multilabel_hinge: packed keys hold at most {MAX_CLASSES} classes")
+    if not grad.flags.c_contiguous:  # each block scatters into its rows' flat view
+        raise ValueError("multilabel_hinge: the gradient's buffer must be C-contiguous")
     values = np.empty(rows, dtype=np.float64)
     step = max(1, _BLOCK_ENTRIES // max(classes, 1))
 

@@ -1081,8 +1081,10 @@ def _multilabel_hinge_packed(x, y, margin, out=None):
     JAX's kernels), its rows shared among torch's threads; x and the gradient's buffer go to
     numpy as they are (no copy)."""
     classes = x.shape[-1]
-    # numpy writes the gradient into a contiguous buffer (out as it is where it is one)
-    grad = out if out is not None and out.is_contiguous() else torch.empty_like(x)
+    # numpy writes the gradient into a contiguous buffer (out as it is where it is one; a
+    # buffer with x's strides, were x a view, would not reshape to rows without a copy)
+    contiguous = out is not None and out.is_contiguous()
+    grad = out if contiguous else torch.empty_like(x, memory_format=torch.contiguous_format)
     values = hinge_rows.row_values(
         x.detach().contiguous().numpy().reshape(-1, classes),
         y.detach().numpy().reshape(-1, classes),

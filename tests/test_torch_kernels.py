@@ -612,7 +612,8 @@ def test_multilabel_hinge_packed_keys_equal_the_sorted_rows(margin, monkeypatch)
     """The packed keys order each row as the float comparisons do: ties with the margin,
     both signed zeros (one number, so a tie), many rows sorted by several threads, and a
     transposed (non-contiguous) batch give the same counts, so the same value and
-    gradient, as the torch sort and binary search."""
+    gradient, as the torch sort and binary search; so does a batch with two leading axes
+    swapped (its gradient's buffer made contiguous for numpy's rows)."""
     g = torch.Generator().manual_seed(11)
     halves = torch.randint(-4, 5, (300, 30), generator=g) / 2.0
     signs = torch.where(torch.rand(300, 30, generator=g) < 0.5, -1.0, 1.0)
@@ -620,11 +621,34 @@ def test_multilabel_hinge_packed_keys_equal_the_sorted_rows(margin, monkeypatch)
     assert bool((x == 0).any() & torch.signbit(x).logical_and(x == 0).any())
     y = (torch.rand(300, 30, generator=g) < 0.4).float()
     spread = torch.randn(30, 300, generator=g).t()  # transposed: not contiguous
-    for xs, ys in ((x, y), (x.t().contiguous().t(), y), (spread, y)):
+    swapped = torch.randn(30, 10, 30, generator=g).transpose(0, 1)
+    labels = (torch.rand(10, 30, 30, generator=g) < 0.4).float()
+    for xs, ys in ((x, y), (x.t().contiguous().t(), y), (spread, y), (swapped, labels)):
         (value, grad), (value_s, grad_s) = _hinge_both_paths(xs, ys, margin, monkeypatch)
         monkeypatch.undo()
         assert float(value) == float(value_s)
         assert torch.equal(grad, grad_s)
+
+
+def test_multilabel_hinge_of_a_permuted_batch_through_get():
+    """A (time, batch, classes) tensor permuted to (batch, time, classes), as sequence models
+    hand it over: the value and gradient equal those of its contiguous copy. (The packed keys
+    once wrote this gradient into a reshaped copy of a strided buffer, and returned the
+    buffer unwritten.)"""
+    g = torch.Generator().manual_seed(12)
+    x = torch.randn(7, 5, 40, generator=g).transpose(0, 1)
+    y = (torch.rand(5, 7, 40, generator=g) < 0.3).float()
+    assert not x.is_contiguous()
+    loss = mlloss.get("multilabel_hinge", backend="torch")
+    results = []
+    for xs in (x, x.contiguous()):
+        leaf = xs.detach().requires_grad_(True)
+        value = loss(leaf, y)
+        value.backward()
+        results.append((value.detach(), leaf.grad))
+    (value, grad), (expected_value, expected_grad) = results
+    assert torch.equal(value, expected_value)
+    assert torch.equal(grad, expected_grad)
 
 
 def test_multilabel_hinge_packed_keys_take_float32_on_the_cpu(monkeypatch):
