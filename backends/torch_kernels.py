@@ -324,7 +324,10 @@ def _softmax_ce_fused(x, y, p, scale, out=None):
 
 
 def _fresh(like: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
-    return torch.empty_like(like) if out is None else out
+    """``out``, or a new contiguous tensor of ``like``'s shape: ATen's ``_softmax.out`` (and
+    numpy's rows) write a strided buffer as if it were contiguous, so a gradient that took a
+    transposed batch's strides came out wrong."""
+    return torch.empty_like(like, memory_format=torch.contiguous_format) if out is None else out
 
 
 def _plain_softmax_ce(p):

@@ -630,6 +630,32 @@ def test_multilabel_hinge_packed_keys_equal_the_sorted_rows(margin, monkeypatch)
         assert torch.equal(grad, grad_s)
 
 
+@pytest.mark.parametrize("layout", ["transposed", "leading axes swapped"])
+@pytest.mark.parametrize("name", sorted(KERNELS))
+def test_a_strided_batch_equals_its_contiguous_copy(name, layout):
+    """Logits that are a view with other strides (a transposed batch; a (time, batch,
+    classes) tensor with its first two axes swapped, as sequence models hand it over): the
+    kernel's value and gradient equal those of the contiguous copy. (ATen's ``_softmax.out``
+    once wrote softmax_ce's and sparse_softmax_ce's softmax into a buffer with the batch's
+    strides as if it were contiguous: a wrong gradient, and sparse_softmax_ce a wrong
+    value.)"""
+    if layout == "transposed":
+        base, _ = _inputs(name, torch.float32, shape=(17, 33))
+        x = base.t()
+    else:
+        if mlloss.spec(name).per == "batch":
+            pytest.skip("a loss of one value per batch takes a 2-D batch")
+        base, _ = _inputs(name, torch.float32, shape=(5, 7, 17))
+        x = base.transpose(0, 1)
+    _, y = _inputs(name, torch.float32, shape=tuple(x.shape), seed=1)
+    assert not x.is_contiguous()
+    loss = mlloss.get(name, backend="torch")
+    value, grad = loss.value_and_grad(x, y)
+    expected_value, expected_grad = loss.value_and_grad(x.contiguous(), y)
+    _close(value, expected_value, 1e-6)
+    _close(grad, expected_grad, 1e-6)
+
+
 def test_multilabel_hinge_of_a_permuted_batch_through_get():
     """A (time, batch, classes) tensor permuted to (batch, time, classes), as sequence models
     hand it over: the value and gradient equal those of its contiguous copy. (The packed keys
