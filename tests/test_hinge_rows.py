@@ -90,6 +90,15 @@ def test_too_many_classes_for_a_packed_key(monkeypatch):
         _packed(x, x, 1.0)
 
 
+def test_a_strided_gradient_buffer_is_refused():
+    """Each block scatters its counts through the gradient's flat view: a buffer that has no
+    such view (here a transposed one) is refused, not written through a copy."""
+    x = np.zeros((4, 6), dtype=np.float32)
+    grad = np.empty((6, 4), dtype=np.float32).T
+    with pytest.raises(ValueError, match=r"multilabel_hinge.*C-contiguous"):
+        hinge_rows.row_values(x, x, 1.0, grad)
+
+
 def test_batch_of_any_leading_shape():
     """What the compiled backends' callbacks return: each row's value shaped (..., 1) and the
     gradient of their sum, float32, for a batch with two leading axes (read-only input, as
