@@ -532,9 +532,10 @@ def _binary(x, y):
 
 
 def _hard_labels_read(x, y):
-    """Whether every label is 0 or 1, read now, for a kernel that then takes one log an
-    entry (asl, bce): on the CPU only, where a read waits for nothing; elsewhere False, so
-    that the kernel keeps its one read."""
+    """Whether every label is 0 or 1, read now, for a kernel that then computes only what
+    each entry's own label needs (asl and bce one log an entry, hill the sigmoids of one
+    argument): on the CPU only, where a read waits for nothing; elsewhere False, so that the
+    kernel keeps its one read."""
     return x.device.type == "cpu" and bool(_binary(x, y))
 
 
