@@ -654,8 +654,13 @@ def _hill_hard(x, y, p, out=None):
     r = None if out is None else torch.neg(w, out=out).sigmoid_()
     softplus = _softplus_(w)
     torch.mul(s, s, out=square)  # q^2 at a negative; s^2 at a positive
-    # a positive's s^gamma (None at gamma 0, the only gamma with no buffer for it besides 2)
-    weight = square if gamma == 2.0 else _power_(power[0].copy_(s), gamma) if power else None
+    # a positive's s^gamma: 1 at gamma 0, s^2 in square's buffer at 2, else a buffer of its own
+    if gamma == 0.0:
+        weight = None
+    elif gamma == 2.0:
+        weight = square
+    else:
+        weight = _power_(power[0].copy_(s), gamma)
     torch.neg(s, out=rest).add_(lamb)  # lambda - q
     if r is not None:
         # a negative's q^2 sigmoid(-x) (2 lambda - 3 q), 2 lambda - 3 q as 3 (lambda - q) -
@@ -1085,10 +1090,8 @@ def _multilabel_hinge_packed(x, y, margin, out=None):
     JAX's kernels), its rows shared among torch's threads; x and the gradient's buffer go to
     numpy as they are (no copy)."""
     classes = x.shape[-1]
-    # numpy writes the gradient into a contiguous buffer (out as it is where it is one; a
-    # buffer with x's strides, were x a view, would not reshape to rows without a copy)
-    contiguous = out is not None and out.is_contiguous()
-    grad = out if contiguous else torch.empty_like(x, memory_format=torch.contiguous_format)
+    # numpy writes the gradient into a contiguous buffer (out as it is where it is one)
+    grad = _fresh(x, out if out is not None and out.is_contiguous() else None)
     values = hinge_rows.row_values(
         x.detach().contiguous().numpy().reshape(-1, classes),
         y.detach().numpy().reshape(-1, classes),
