@@ -175,14 +175,16 @@ def two_way_shared(ops: Any, x: Any, y: Any, tp: float, tn: float) -> tuple[Any,
     # on the CPU a write and a read more (4096x1000 float32 JAX: 29 -> 27 ms)
     e_n = ops.exp(ops.where(positive, below, z - m_n))
     e_p = ops.exp(ops.where(positive, z - m_p, below))
-    positives = ops.where(positive, ops.zeros_like(x) + 1.0, 0.0)
+    # every label is 0 or 1 here: the labels' sum counts the positives (a sum of the labels
+    # fuses into XLA's reduction, where a 0/1 array made from the comparison was written out)
+    labels = ops.cast(y, ops.dtype_name(x))
     floor = float(np.finfo(ops.dtype_name(x)).tiny) * 2.0**30 * max(x.shape)
     total, holds, f_n, f_p = 0.0, True, 0.0, 0.0
     for axis in (0, 1):
         s_n = ops.sum(e_n, axis=axis, keepdims=True)
         s_p = ops.sum(e_p, axis=axis, keepdims=True)
         # a set's sum may underflow to 0 here: whether it has an entry is counted
-        count = ops.sum(positives, axis=axis, keepdims=True)
+        count = ops.sum(labels, axis=axis, keepdims=True)
         has_p, has_n = count > 0.0, count < x.shape[axis]
         low = ((s_n < floor) & has_n) | ((s_p < floor) & has_p)
         holds = holds & ~ops.any(low)
