@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -95,9 +96,13 @@ class JaxOps(OpsBase):
 
     # reductions
     def sum(self, x, axis=None, keepdims=False):
+        if _halving(x, axis):
+            return _halving_reduce(x, axis, jnp.add, keepdims)
         return jnp.sum(x, axis=axis, keepdims=keepdims)
 
     def max(self, x, axis=None, keepdims=False):
+        if _halving(x, axis):
+            return _halving_reduce(x, axis, jnp.maximum, keepdims)
         return jnp.max(x, axis=axis, keepdims=keepdims, initial=-jnp.inf)
 
     def any(self, x, axis=None, keepdims=False):
@@ -190,6 +195,53 @@ def other_cotangents(
     for i, cotangent in zip(chosen, pullback(g), strict=True):
         out[i] = cotangent
     return out
+
+
+#: the most entries after a reduced axis for which XLA's own reduction runs; beyond it a sum or a
+#: max over a leading axis takes :func:`_halving_reduce`. XLA on the CPU (jax 0.10) reduces a
+#: leading axis of a wide array far slower than it reads it: at 256x20000 float32 a column sum
+#: took 11-13 ms against 0.36 ms halving, at 1000x16384 6.3 against 2.5 ms, at 1024x20000 71
+#: against 3.8; at 8192 and below the two are within noise of each other.
+_HALVING_WIDTH = 8192
+
+
+def _halving(x: Any, axis: Any) -> bool:
+    """Whether a sum or max of ``x`` along ``axis`` takes :func:`_halving_reduce`: on the CPU,
+    one axis, not the last, of a floating array at least two long, with more than
+    :data:`_HALVING_WIDTH` entries after it. (Other platforms keep XLA's reduction.)"""
+    shape = jnp.shape(x)
+    if type(axis) is not int or not -len(shape) <= axis < len(shape):
+        return False
+    axis %= len(shape)
+    return (
+        math.prod(shape[axis + 1 :]) > _HALVING_WIDTH
+        and shape[axis] >= 2
+        and jnp.issubdtype(jnp.result_type(x), jnp.floating)
+        and jax.default_backend() == "cpu"
+    )
+
+
+def _halving_reduce(x: jax.Array, axis: int, op: Callable[..., Any], keepdims: bool) -> Any:
+    """``op`` (add, maximum) over ``axis`` by halving: the longest power-of-two prefix takes
+    in the rest, then each step combines the first half with the second, element-wise over
+    every entry after the axis (pairwise summation: as accurate as XLA's own or more). Half
+    precision is summed in float32, as ``jnp.sum`` sums it."""
+    x = jnp.asarray(x)
+    axis %= x.ndim
+    dtype = x.dtype
+    if op is jnp.add and jnp.finfo(dtype).bits < 32:
+        x = x.astype(jnp.float32)
+    n = x.shape[axis]
+    k = 1 << (n.bit_length() - 1)
+    part = jax.lax.slice_in_dim
+    if k < n:  # fold the entries past the power of two into the first ones
+        head = op(part(x, 0, n - k, axis=axis), part(x, k, n, axis=axis))
+        x = jnp.concatenate([head, part(x, n - k, k, axis=axis)], axis=axis)
+    while x.shape[axis] > 1:
+        half = x.shape[axis] // 2
+        x = op(part(x, 0, half, axis=axis), part(x, half, 2 * half, axis=axis))
+    x = x.astype(dtype)
+    return x if keepdims else jnp.squeeze(x, axis)
 
 
 def _gpus() -> list[Any]:
