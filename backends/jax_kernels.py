@@ -205,16 +205,122 @@ def _two_way(ops: Any, params: Mapping[str, Any]) -> Plain:
     """two_way with each set shifted once for the whole batch (one exponential for both axes:
     4096x1000 float32, 35-44 ms per-slice against 23-28 ms), and each slice's own shifts
     where the shared one would lose digits to underflow (ranking_math.two_way_shared). The
-    per-slice form is a ``lax.cond`` branch: it runs only for such a batch."""
+    per-slice form is a ``lax.cond`` branch: it runs only for such a batch. A batch larger
+    than ``_WHOLE_BYTES`` takes the shared shift in blocks of rows (:func:`_two_way_in_blocks`:
+    whole, its buffers and the other branch's pass 32 MB, and are mapped afresh each call;
+    in blocks the exponentials are computed twice: at 1024x1000 float32 3.5 ms whole against
+    5.1 in blocks, at 1536x1000 10.6 against 9.5, at 4096x1000 32.6 against 21.8)."""
     tp, tn = float(params["tp"]), float(params["tn"])
 
     def plain(x, y):
-        total, grad, holds = ranking_math.two_way_shared(ops, x, y, tp, tn)
+        block = max(1, _BLOCK_ENTRIES // x.shape[-1])
+        if x.shape[0] > block and x.size * x.dtype.itemsize > _WHOLE_BYTES:
+            total, holds, gradient = _two_way_in_blocks(ops, x, y, tp, tn, block)
+        else:
+            total, grad, holds = ranking_math.two_way_shared(ops, x, y, tp, tn)
+            gradient = lambda: grad  # noqa: E731
         return jax.lax.cond(
-            holds, lambda: (total, grad), lambda: ranking_math.two_way_plain(ops, x, y, tp, tn)
+            holds,
+            lambda: (total, gradient()),
+            lambda: ranking_math.two_way_plain(ops, x, y, tp, tn),
         )
 
     return plain
+
+
+def _over_row_blocks(step: Callable[..., Any], carry: Any, x: jax.Array, y: jax.Array, block: int):
+    """``carry`` through ``step(carry, x_block, y_block, start)`` for each block of ``block``
+    rows of ``x`` and ``y`` in turn (a ``fori_loop``), the rows past the last whole block in a
+    call of their own (no block overlaps another, none is padded)."""
+    rows = x.shape[0]
+    count, rest = divmod(rows, block)
+
+    def one(i, carry):
+        start = i * block
+        part = (jax.lax.dynamic_slice_in_dim(a, start, block) for a in (x, y))
+        return step(carry, *part, start)
+
+    carry = jax.lax.fori_loop(0, count, one, carry)
+    if rest:
+        carry = step(carry, x[count * block :], y[count * block :], count * block)
+    return carry
+
+
+def _two_way_in_blocks(ops: Any, x: jax.Array, y: jax.Array, tp: float, tn: float, block: int):
+    """ranking_math.two_way_shared's ``(value, holds, gradient())`` in three passes over blocks
+    of rows: the sets' largest z and the columns' positives; each set's exponentials, summed
+    along both axes (the rows' sums written into their rows, the columns' added up); the
+    exponentials again, times the slices' factors, into the gradient. Every intermediate holds
+    a block's entries, where the whole batch's form writes out both sets' exponentials, and
+    XLA on the CPU maps its buffers afresh each call above 32 MB (4096x1000 float32: 18-20 ms
+    against 23-32 ms; 256x20000: 18-22 against 33-35). The exponentials are computed twice, the
+    same expressions of the same values."""
+    rows, classes = x.shape
+    below = float("-inf")
+
+    def sets(xb, yb):
+        positive = yb > 0.5
+        return positive, ranking_math.two_way_z(ops, xb, positive, tp, tn)
+
+    def positives(yb, axis):  # every label is 0 or 1: their sum counts the positives
+        return ops.sum(yb.astype(x.dtype), axis=axis, keepdims=True)
+
+    def largest(carry, xb, yb, start):
+        m_n, m_p, column_count = carry
+        positive, z = sets(xb, yb)
+        m_n = jnp.maximum(m_n, jnp.max(jnp.where(positive, below, z)))
+        m_p = jnp.maximum(m_p, jnp.max(jnp.where(positive, z, below)))
+        return m_n, m_p, column_count + positives(yb, 0)
+
+    lowest = jnp.full((), below, x.dtype)
+    columns = jnp.zeros((1, classes), x.dtype)
+    m_n, m_p, column_count = _over_row_blocks(largest, (lowest, lowest, columns), x, y, block)
+    # a set the batch lacks is never shifted (it has no entries): 0 stands in
+    m_n = jnp.where(m_n > below, m_n, 0.0)
+    m_p = jnp.where(m_p > below, m_p, 0.0)
+
+    def exponentials(xb, yb):
+        positive, z = sets(xb, yb)
+        e_n = jnp.exp(jnp.where(positive, below, z - m_n))
+        return e_n, jnp.exp(jnp.where(positive, z - m_p, below))
+
+    def sums(carry, xb, yb, start):
+        column_n, column_p, row_n, row_p, row_count = carry
+        e_n, e_p = exponentials(xb, yb)
+
+        def put(into, rows_sum):
+            return jax.lax.dynamic_update_slice_in_dim(into, rows_sum, start, 0)
+
+        return (
+            column_n + ops.sum(e_n, axis=0, keepdims=True),
+            column_p + ops.sum(e_p, axis=0, keepdims=True),
+            put(row_n, jnp.sum(e_n, axis=1, keepdims=True)),
+            put(row_p, jnp.sum(e_p, axis=1, keepdims=True)),
+            put(row_count, positives(yb, 1)),
+        )
+
+    per_row = jnp.zeros((rows, 1), x.dtype)
+    carry = (columns, columns, per_row, per_row, per_row)
+    column_n, column_p, row_n, row_p, row_count = _over_row_blocks(sums, carry, x, y, block)
+    total, holds, f_n, f_p = ranking_math.two_way_shares(
+        ops,
+        m_n,
+        m_p,
+        ((column_n, column_p, column_count), (row_n, row_p, row_count)),
+        x.shape,
+        tp,
+        tn,
+    )
+
+    def gradient(grad, xb, yb, start):
+        e_n, e_p = exponentials(xb, yb)
+        rows_of = functools.partial(
+            jax.lax.dynamic_slice_in_dim, start_index=start, slice_size=xb.shape[0]
+        )
+        local = e_n * (f_n[0] + rows_of(f_n[1])) - e_p * (f_p[0] + rows_of(f_p[1]))
+        return jax.lax.dynamic_update_slice_in_dim(grad, local, start, 0)
+
+    return total, holds, lambda: _over_row_blocks(gradient, jnp.zeros_like(x), x, y, block)
 
 
 def _hinge(ops: Any, params: Mapping[str, Any]) -> Plain:
@@ -267,6 +373,9 @@ _PAIR_BLOCK = 2**24
 #: entries per block of rows when a plain form runs tiled on the CPU: 2 MB of float32, so that
 #: a block's temporaries stay in the cache
 _BLOCK_ENTRIES = 2**19
+
+#: the largest batch (bytes of logits) two_way's kernel computes whole (see ``_two_way``)
+_WHOLE_BYTES = 2**22
 
 
 def _on_cpu() -> bool:
@@ -338,16 +447,16 @@ def _in_row_blocks(
     reduction: str,
 ) -> tuple[jax.Array, jax.Array | None]:
     """The spec's path, reduced, and its gradient (or None), computed ``block`` rows at a time
-    (a ``fori_loop``, the rows past the last whole block in a call of their own), so that its
-    intermediates hold a block's entries rather than the batch's: a formula over pairs of
-    classes block x C x C rather than N x C x C, and any other formula a few blocks of rows.
-    XLA reserves the buffers of both branches of a ``lax.cond`` in one allocation per call, and
-    on the CPU one above 32 MB is mapped afresh each call (glibc's largest threshold), so the
-    formula's full-size intermediates cost the plain form's page faults on every call: at
-    4096x1000 float32 the plain form ran 9-21% faster without them (focal 13.6 -> 12.4 ms,
-    splc 18.3 -> 14.4). Each block gives the sum of its values and what a mean divides by
-    (``fallback(x, y, parts=True)``); the batch's sum is their totals' sum, its mean that over
-    the sum of what the blocks' means divide by."""
+    (:func:`_over_row_blocks`), so that its intermediates hold a block's entries rather than
+    the batch's: a formula over pairs of classes block x C x C rather than N x C x C, any
+    other formula a few blocks of rows. XLA reserves the buffers of both branches of a
+    ``lax.cond`` in one allocation per call, and on the CPU one above 32 MB (glibc's largest
+    threshold) is mapped afresh each call, so the formula's full-size intermediates cost the
+    plain form page faults on every call: at 4096x1000 float32, forward and backward, the
+    plain forms ran 5-24% faster in blocks (focal 17.5 -> 14.6 ms, splc 25.9 -> 19.6; the
+    spec's path itself 17-53%). Each block gives the sum of its values and what a mean
+    divides by (``fallback(x, y, parts=True)``); the batch's sum is their totals' sum, its
+    mean that over the sum of what the blocks' means divide by."""
     classes = x.shape[-1]
     rows = x.size // classes
     x2 = x.reshape(rows, classes)
@@ -363,26 +472,20 @@ def _in_row_blocks(
         (grad,) = pullback(jnp.ones_like(total))
         return total, denominator, grad
 
-    def place(grad, local, start):
-        return None if grad is None else jax.lax.dynamic_update_slice_in_dim(grad, local, start, 0)
-
-    def step(i, carry):
+    def step(carry, xb, yb, start):
         total, denominator, grad = carry
-        start = i * block
-        part = one(
-            jax.lax.dynamic_slice_in_dim(x2, start, block),
-            jax.lax.dynamic_slice_in_dim(y2, start, block),
-        )
-        return total + part[0], denominator + part[1], place(grad, part[2], start)
+        part = one(xb, yb)
+        if grad is not None:
+            grad = jax.lax.dynamic_update_slice_in_dim(grad, part[2], start, 0)
+        return total + part[0], denominator + part[1], grad
 
-    count, rest = divmod(rows, block)
-    total, denominator, local = one(x2[:block], y2[:block])  # the carry's types from the first
-    grad = place(jnp.zeros_like(x2) if with_grad else None, local, 0)
-    total, denominator, grad = jax.lax.fori_loop(1, count, step, (total, denominator, grad))
-    if rest:
-        part = one(x2[count * block :], y2[count * block :])
-        total, denominator = total + part[0], denominator + part[1]
-        grad = place(grad, part[2], count * block)
+    total, denominator, _ = jax.eval_shape(one, x2[:block], y2[:block])
+    carry = (
+        jnp.zeros((), total.dtype),
+        jnp.zeros((), denominator.dtype),
+        jnp.zeros_like(x2) if with_grad else None,
+    )
+    total, denominator, grad = _over_row_blocks(step, carry, x2, y2, block)
     denominator = denominator if reduction == "mean" else jnp.ones_like(total)
     divide = jnp.where(denominator > 0, denominator, 1.0)
     value = total / divide

@@ -121,7 +121,7 @@ def _two_way_axis(
     return ops.sum(ops.softplus(pairs)) / count, f_n, f_p
 
 
-def _two_way_z(ops: Any, x: Any, positive: Any, tp: float, tn: float) -> Any:
+def two_way_z(ops: Any, x: Any, positive: Any, tp: float, tn: float) -> Any:
     """z = x / tn at negatives, -x / tp at positives."""
     return ops.where(positive, -x / tp, x / tn)
 
@@ -137,7 +137,7 @@ def two_way_plain(ops: Any, x: Any, y: Any, tp: float, tn: float) -> tuple[Any, 
     ``e sigmoid(L) / S_n``. Each slice is shifted by its own largest z (one exponential per
     axis); :func:`two_way_shared` shifts the batch once."""
     positive = y > 0.5
-    z = _two_way_z(ops, x, positive, tp, tn)
+    z = two_way_z(ops, x, positive, tp, tn)
     total, grad = 0.0, ops.zeros_like(x)
     for axis in (0, 1):
         m_n, m_p, s_n, s_p, e = _logsum_parts(ops, z, positive, axis)
@@ -163,7 +163,7 @@ def two_way_shared(ops: Any, x: Any, y: Any, tp: float, tn: float) -> tuple[Any,
     about 58 units under the batch's in float32, 700 in float64), ``holds`` is false and the
     caller takes :func:`two_way_plain`."""
     positive = y > 0.5
-    z = _two_way_z(ops, x, positive, tp, tn)
+    z = two_way_z(ops, x, positive, tp, tn)
     below = float("-inf")
     m_n = ops.max(ops.where(positive, below, z))
     m_p = ops.max(ops.where(positive, z, below))
@@ -178,19 +178,36 @@ def two_way_shared(ops: Any, x: Any, y: Any, tp: float, tn: float) -> tuple[Any,
     # every label is 0 or 1 here: the labels' sum counts the positives (a sum of the labels
     # fuses into XLA's reduction, where a 0/1 array made from the comparison was written out)
     labels = ops.cast(y, ops.dtype_name(x))
-    floor = float(np.finfo(ops.dtype_name(x)).tiny) * 2.0**30 * max(x.shape)
-    total, holds, f_n, f_p = 0.0, True, 0.0, 0.0
-    for axis in (0, 1):
-        s_n = ops.sum(e_n, axis=axis, keepdims=True)
-        s_p = ops.sum(e_p, axis=axis, keepdims=True)
+    slices = [
+        (ops.sum(e_n, axis, True), ops.sum(e_p, axis, True), ops.sum(labels, axis, True))
+        for axis in (0, 1)
+    ]
+    total, holds, f_n, f_p = two_way_shares(ops, m_n, m_p, slices, x.shape, tp, tn)
+    # one of the two terms is 0
+    return total, e_n * (f_n[0] + f_n[1]) - e_p * (f_p[0] + f_p[1]), holds
+
+
+def two_way_shares(
+    ops: Any, m_n: Any, m_p: Any, slices: Any, shape: tuple[int, int], tp: float, tn: float
+) -> tuple[Any, Any, list[Any], list[Any]]:
+    """:func:`two_way_shared`'s value from its sums: ``slices`` holds, for the columns (over
+    the samples) and then the rows (over the classes), each slice's sums ``(S_n, S_p)`` of
+    ``exp(z - m)`` over its negatives and its positives (kept along the axis summed) and how
+    many positives it has. Returns ``(value, holds, f_n, f_p)``, ``f_n`` and ``f_p`` the
+    columns' and the rows' factors of a negative's and a positive's exponential in the
+    gradient, ``holds`` whether the shared shift lost nothing (see :func:`two_way_shared`)."""
+    floor = float(np.finfo(ops.dtype_name(slices[0][0])).tiny) * 2.0**30 * max(shape)
+    total, holds, f_n, f_p = 0.0, True, [], []
+    for axis, (s_n, s_p, count) in enumerate(slices):
         # a set's sum may underflow to 0 here: whether it has an entry is counted
-        count = ops.sum(labels, axis=axis, keepdims=True)
-        has_p, has_n = count > 0.0, count < x.shape[axis]
+        has_p, has_n = count > 0.0, count < shape[axis]
         low = ((s_n < floor) & has_n) | ((s_p < floor) & has_p)
         holds = holds & ~ops.any(low)
         share, f_n_axis, f_p_axis = _two_way_axis(ops, m_n, m_p, s_n, s_p, has_p, has_n, tp, tn)
-        total, f_n, f_p = total + share, f_n + f_n_axis, f_p + f_p_axis
-    return total, e_n * f_n - e_p * f_p, holds  # one of the two terms is 0
+        total = total + share
+        f_n.append(f_n_axis)
+        f_p.append(f_p_axis)
+    return total, holds, f_n, f_p
 
 
 class Rows(Protocol):
@@ -277,5 +294,7 @@ __all__ = [
     "multilabel_hinge_plain",
     "two_way_plain",
     "two_way_shared",
+    "two_way_shares",
+    "two_way_z",
     "zlpr_plain",
 ]

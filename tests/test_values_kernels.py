@@ -601,14 +601,15 @@ def test_jax_whole_loss_kernel_equals_formula(
 ):
     """The kernel against the closed form: its plain form on ordinary batches, the spec's path
     on batches with edges; whole, and tiled in blocks of 5 rows of 12 (the last block starts
-    at row 7 and counts rows 10 and 11 only; multilabel_hinge's spec path in blocks of 5
-    rows too, the last padded with 3 rows of missing labels)."""
+    at row 7 and counts rows 10 and 11 only; the spec's path in blocks of 5 rows too, rows
+    10 and 11 a call of their own, as are two_way's three passes)."""
     jax = pytest.importorskip("jax")
     from mlloss.backends import jax_kernels
 
     if block_rows is not None:
         monkeypatch.setattr(jax_kernels, "_BLOCK_ENTRIES", block_rows * SHAPE[-1])
         monkeypatch.setattr(jax_kernels, "_PAIR_BLOCK", block_rows * SHAPE[-1] ** 2)
+        monkeypatch.setattr(jax_kernels, "_WHOLE_BYTES", 0)  # two_way in blocks too
     ops = _ops("jax")
     loss = mlloss.get(name, backend="jax", reduction=reduction, validate=False, **params)
     assert loss._kernel(ops) is not None, "the whole-loss kernel is used"
@@ -745,6 +746,42 @@ def test_two_way_shared_shift_where_it_loses_nothing(backend, dtype, far, monkey
     factor = 1.0 if far else 2.0
     got, expected = loss.value_and_grad(x, y), closed_form.value_and_grad(x, y)
     for a, b in zip(got, expected, strict=True):
+        assert np.all(np.isfinite(np.asarray(a)))
+        _close(a, factor * np.asarray(b), RTOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("far", [False, True])
+@pytest.mark.parametrize("block_rows", [1, 5, 12])
+def test_jax_two_way_shared_shift_in_blocks_of_rows(dtype, far, block_rows, monkeypatch):
+    """A batch larger than ``_WHOLE_BYTES`` (0 here) takes the shared shift in blocks of
+    rows (made wrong on purpose here: it shows), 12 rows in blocks of 1, 5 (rows 10 and 11 a
+    call of their own) or 12, and equals the closed form; where the shared shift would lose
+    digits (the far row), the kernel takes each slice's own shift."""
+    jax = pytest.importorskip("jax")
+    from mlloss.backends import jax_kernels
+
+    blocks = jax_kernels._two_way_in_blocks
+
+    def doubled(*args):
+        value, holds, gradient = blocks(*args)
+        return 2.0 * value, holds, lambda: 2.0 * gradient()
+
+    monkeypatch.setattr(jax_kernels, "_two_way_in_blocks", doubled)
+    monkeypatch.setattr(jax_kernels, "_WHOLE_BYTES", 0)
+    monkeypatch.setattr(jax_kernels, "_BLOCK_ENTRIES", block_rows * SHAPE[-1])
+    spec = mlloss.spec("two_way")
+    loss = mlloss.Loss(spec, "jax", "sum", spec.resolve_params({}), validate=False)
+    closed_form = _closed_form("jax", "two_way", {}, "sum")
+    x, y = _inputs("two_way", dtype)
+    if far:
+        distance = 900.0 if dtype == np.float64 else 100.0
+        y[5], y[5, :2] = 0.0, 1.0
+        x[5] = np.where(y[5] > 0, -distance - 50.0, -distance) + x[5] / 10
+    x, y = jax.numpy.asarray(x), jax.numpy.asarray(y)
+    factor = 1.0 if far or block_rows == 12 else 2.0  # 12 rows: one block, whole
+    got = jax.jit(lambda a, b: _jax_step(loss, a, b))(x, y)
+    for a, b in zip(got, _jax_step(closed_form, x, y), strict=True):
         assert np.all(np.isfinite(np.asarray(a)))
         _close(a, factor * np.asarray(b), RTOL[dtype])
 
