@@ -43,9 +43,11 @@ over the batch tells, and the spec's own path (its
 value and closed-form gradient, through ``fallback``) otherwise, in a ``lax.cond``: each
 branch computes its outputs from the logits and the targets themselves, so neither writes
 anything for the other. The plain form runs block by block of rows, each block's temporaries
-in the cache, and only the gradient is written out (two_way, one value for the batch, runs
-whole). These kernels run on the CPU only: a GPU
-fuses the spec's formula itself.
+in the cache, and only the gradient is written out (two_way, one value for the batch, in
+three passes over blocks of rows above 4 MB, whole below). So does the spec's path (but
+two_way's): XLA reserves both branches' buffers in one allocation, which above 32 MB the CPU
+maps afresh each call, faulting in every page the plain form touches. These kernels run on
+the CPU only: a GPU fuses the spec's formula itself.
 """
 
 from __future__ import annotations
