@@ -211,7 +211,8 @@ def _two_way(ops: Any, params: Mapping[str, Any]) -> Plain:
     than ``_WHOLE_BYTES`` takes the shared shift in blocks of rows (:func:`_two_way_in_blocks`:
     whole, its buffers and the other branch's pass 32 MB, and are mapped afresh each call;
     in blocks the exponentials are computed twice: at 1024x1000 float32 3.5 ms whole against
-    5.1 in blocks, at 1536x1000 10.6 against 9.5, at 4096x1000 32.6 against 21.8)."""
+    5.1 in blocks, at 1536x1000 10.6 against 9.5, at 4096x1000 26.8-32.6 against 19.2-21.8,
+    at 256x20000 43-46 against 28-32)."""
     tp, tn = float(params["tp"]), float(params["tn"])
 
     def plain(x, y):
@@ -220,7 +221,10 @@ def _two_way(ops: Any, params: Mapping[str, Any]) -> Plain:
             total, holds, gradient = _two_way_in_blocks(ops, x, y, tp, tn, block)
         else:
             total, grad, holds = ranking_math.two_way_shared(ops, x, y, tp, tn)
-            gradient = lambda: grad  # noqa: E731
+
+            def gradient():
+                return grad
+
         return jax.lax.cond(
             holds,
             lambda: (total, gradient()),
@@ -253,10 +257,9 @@ def _two_way_in_blocks(ops: Any, x: jax.Array, y: jax.Array, tp: float, tn: floa
     of rows: the sets' largest z and the columns' positives; each set's exponentials, summed
     along both axes (the rows' sums written into their rows, the columns' added up); the
     exponentials again, times the slices' factors, into the gradient. Every intermediate holds
-    a block's entries, where the whole batch's form writes out both sets' exponentials, and
-    XLA on the CPU maps its buffers afresh each call above 32 MB (4096x1000 float32: 18-20 ms
-    against 23-32 ms; 256x20000: 18-22 against 33-35). The exponentials are computed twice, the
-    same expressions of the same values."""
+    a block's entries, where the whole batch's form writes out both sets' exponentials (see
+    :func:`_two_way` for the times). The exponentials are computed twice, the same expressions
+    of the same values."""
     rows, classes = x.shape
     below = float("-inf")
 
