@@ -234,6 +234,15 @@ def _two_way(ops: Any, params: Mapping[str, Any]) -> Plain:
     return plain
 
 
+def _as_rows(x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``x`` as rows of its classes, and ``y`` as their targets (class indices: one a row)."""
+    classes = x.shape[-1]
+    rows = x.size // classes
+    return x.reshape(rows, classes), (
+        y.reshape(rows) if y.ndim < x.ndim else y.reshape(rows, classes)
+    )
+
+
 def _over_row_blocks(step: Callable[..., Any], carry: Any, x: jax.Array, y: jax.Array, block: int):
     """``carry`` through ``step(carry, x_block, y_block, start)`` for each block of ``block``
     rows of ``x`` and ``y`` in turn (a ``fori_loop``), the rows past the last whole block in a
@@ -418,8 +427,7 @@ def _plain_sum(
     if rows <= block or not tiled:
         values, local = plain(x.astype(compute), _targets(y, compute))
         return jnp.sum(values) * scale, ((local * scale).astype(x.dtype) if with_grad else None)
-    x2 = x.reshape(rows, classes)
-    y2 = y.reshape(rows) if y.ndim < x.ndim else y.reshape(rows, classes)  # indices: one a row
+    x2, y2 = _as_rows(x, y)
     count = -(-rows // block)
 
     def step(i, carry):
@@ -462,10 +470,7 @@ def _in_row_blocks(
     spec's path itself 17-53%). Each block gives the sum of its values and what a mean
     divides by (``fallback(x, y, parts=True)``); the batch's sum is their totals' sum, its
     mean that over the sum of what the blocks' means divide by."""
-    classes = x.shape[-1]
-    rows = x.size // classes
-    x2 = x.reshape(rows, classes)
-    y2 = y.reshape(rows) if y.ndim < x.ndim else y.reshape(rows, classes)  # indices: one a row
+    x2, y2 = _as_rows(x, y)
 
     def one(xb, yb):
         if not with_grad:
