@@ -16,7 +16,8 @@ so that the entry's BCE is ``softplus(z)`` and its ``1 - p_t`` is ``sigmoid(z)``
 One exponential, one ``log1p`` and one reciprocal per entry, where the spec's general formula
 (soft labels, missing labels and the limits at infinite logits included) takes about fifteen
 transcendentals. The caller checks the batch (every label 0 or 1, every logit finite) and
-takes the spec's path for any batch that is not.
+takes the spec's path for any batch that is not. sigmoid_bce's form (``bce_plain``) holds
+for soft targets too: ``y softplus(-x) + (1 - y) softplus(x)`` from the same exponential.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from mlloss.backends import probability_math, ranking_math, softmax_math
-from mlloss.losses.binary import clip_bounds
+from mlloss.losses.binary import clip_bounds, smooth_binary
 
 Plain = Callable[[Any, Any], tuple[Any, Any]]
 
@@ -243,6 +244,50 @@ def _hill(ops: Any, params: Mapping[str, Any]) -> Plain:
     return lambda x, y: hill_plain(ops, x, y, lamb, margin, gamma)
 
 
+def bce_plain(ops: Any, x: Any, y: Any) -> tuple[Any, Any]:
+    """``(values, gradient)`` of sigmoid_bce per entry for any observed target y and finite
+    logit x: y softplus(-x) + (1 - y) softplus(x) with softplus(+-x) = max(+-x, 0) + log1p(e),
+    e = exp(-|x|), a sum of non-negative terms for y in [0, 1]; its derivative the spec's
+    (1 - y) sigmoid(x) - y sigmoid(-x), one term of it exactly 0 for a label in {0, 1}, so
+    that nothing cancels there (sigmoid(x) - y would at y = 1 and a large x)."""
+    _, s, r, log1p_e = _sigmoids(ops, x)
+    values = log1p_e + y * ops.maximum(-x, 0.0) + (1.0 - y) * ops.maximum(x, 0.0)
+    return values, (1.0 - y) * s - y * r
+
+
+def _sigmoid_bce(ops: Any, params: Mapping[str, Any]) -> Plain | None:
+    """Label smoothing (toward 0.5) applied to the targets; None with per-class factors (the
+    spec's path computes those)."""
+    if any(params[k] is not None for k in ("pos_weight", "class_weight")):
+        return None
+    smoothing = float(params["label_smoothing"])
+    return lambda x, y: bce_plain(ops, x, smooth_binary(y, smoothing))
+
+
+def _multilabel_soft_margin(ops: Any, params: Mapping[str, Any]) -> Plain | None:
+    """Each sample's mean of the BCE over its classes, all observed where the plain form
+    holds: the entries' values and gradient over C (their sum is the samples' sum; the
+    kernel sums every value it is given)."""
+    if params["class_weight"] is not None:
+        return None
+
+    def plain(x: Any, y: Any) -> tuple[Any, Any]:
+        values, local = bce_plain(ops, x, y)
+        classes = x.shape[-1]
+        return values / classes, local / classes
+
+    return plain
+
+
+#: sigmoid_bce and multilabel_soft_margin: ``BCE_PLAIN[name](ops, params) -> plain(x, y)``
+#: as in ``PLAIN``, for any observed targets (soft ones too) and finite logits
+#: (``probability_math.observed``). JAX's whole-loss kernels only: TensorFlow has kernels of
+#: its own for both (tensorflow_kernels.KERNELS; 0.53x ``tf.nn``'s sigmoid_bce)
+BCE_PLAIN: dict[str, Callable[[Any, Mapping[str, Any]], Plain | None]] = {
+    "sigmoid_bce": _sigmoid_bce,
+    "multilabel_soft_margin": _multilabel_soft_margin,
+}
+
 #: the losses with a plain form: ``PLAIN[name](ops, params) -> plain(x, y) -> (values,
 #: gradient)`` for labels in {0, 1} and finite logits, or None for settings it does not cover
 PLAIN: dict[str, Callable[[Any, Mapping[str, Any]], Plain | None]] = {
@@ -278,7 +323,7 @@ def hard_labels_on_probabilities(ops: Any, x: Any, y: Any) -> Any:
 
 def holds(name: str) -> Callable[[Any, Any, Any], Any]:
     """``check(ops, x, y)``: whether the plain form of ``name`` holds for a batch."""
-    if name in probability_math.PLAIN:  # any target in [0, 1], none missing
+    if name in probability_math.PLAIN or name in BCE_PLAIN:  # any target, none missing
         return probability_math.observed
     if name in softmax_math.PLAIN:  # none missing; the plain form keeps infinite logits' limits
         return softmax_math.observed
@@ -288,9 +333,11 @@ def holds(name: str) -> Callable[[Any, Any, Any], Any]:
 
 
 __all__ = [
+    "BCE_PLAIN",
     "PLAIN",
     "asl_plain",
     "bce_focal_plain",
+    "bce_plain",
     "focal_plain",
     "hard_labels",
     "hard_labels_on_probabilities",

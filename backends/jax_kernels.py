@@ -30,7 +30,8 @@ A kernel has the signature of the loss's fused function, ``fn(x, y, mask) -> per
 values``, for losses with no per-class weights and no extra heads.
 
 ``focal``, ``asl`` and the other losses with a plain form (the focal family and bce_focal,
-zlpr, lsep, bp_mll and two_way, probability_ce and abs_kl; softmax_ce whole, not in blocks,
+sigmoid_bce and multilabel_soft_margin (soft targets too: binary_math.BCE_PLAIN), zlpr,
+lsep, bp_mll and two_way, probability_ce and abs_kl; softmax_ce whole, not in blocks,
 where every target is observed: backends/softmax_math.py; multilabel_hinge from sorted rows,
 ranking_math.multilabel_hinge_plain: ``WHOLE``, through ``fused_kernel``) have whole-loss
 kernels: the reduced value and its gradient in one computation. XLA on the CPU materialises
@@ -366,6 +367,7 @@ def _hinge(ops: Any, params: Mapping[str, Any]) -> Plain:
 #: two_way's choosing its shifts by a ``lax.cond``)
 WHOLE = {
     **binary_math.PLAIN,
+    **binary_math.BCE_PLAIN,
     **softmax_math.PLAIN,
     **probability_math.INDEX_PLAIN,
     "multilabel_hinge": _hinge,

@@ -574,6 +574,10 @@ JAX_WHOLE = [
     # class indices (backends/probability_math.py INDEX_PLAIN): every index a class
     ("sparse_probability_ce", {}),
     ("sparse_probability_ce", {"eps": 0.05}),
+    # the BCE on logits (binary_math.BCE_PLAIN): JAX only, soft targets too
+    ("sigmoid_bce", {}),
+    ("sigmoid_bce", {"label_smoothing": 0.1}),
+    ("multilabel_soft_margin", {}),
 ]
 
 
@@ -642,6 +646,50 @@ def test_jax_whole_loss_kernel_takes_the_plain_form_on_ordinary_batches(name, mo
     y = y.at[0].set(-100) if y.ndim == 1 else y.at[0, 0].set(-1.0)  # an ignored sample
     for got, expected in zip(_jax_step(loss, x, y), _jax_step(closed_form, x, y), strict=True):
         _close(got, expected, 1e-13)
+
+
+@pytest.mark.parametrize("name", ["sigmoid_bce", "multilabel_soft_margin"])
+def test_jax_bce_kernel_takes_soft_targets_in_its_plain_form(name, monkeypatch):
+    """Soft targets (any in [0, 1]) are the BCE plain form's too: against the closed form in
+    float64 and float32, and made wrong on purpose it shows. A missing label, an infinite
+    logit or a NaN send the batch to the spec's path."""
+    jax = pytest.importorskip("jax")
+    from mlloss.backends import jax_kernels
+
+    x, _ = _inputs(name, np.float64)
+    y = np.random.default_rng(2).random(SHAPE)
+    y[0, :3] = [0.0, 1.0, 0.5]
+    closed_form = _closed_form("jax", name, {}, "sum")
+    for dtype in (np.float64, np.float32):
+        a, b = jax.numpy.asarray(x.astype(dtype)), jax.numpy.asarray(y.astype(dtype))
+        loss = mlloss.get(name, backend="jax", reduction="sum")
+        got, expected = _jax_step(loss, a, b), _jax_step(closed_form, a, b)
+        for g, e in zip(got, expected, strict=True):
+            _close(g, e, RTOL[dtype])
+    loss = _with_plain_doubled(jax_kernels.WHOLE, name, "jax", monkeypatch)
+    a, b = jax.numpy.asarray(x), jax.numpy.asarray(y)
+    for got, expected in zip(_jax_step(loss, a, b), _jax_step(closed_form, a, b), strict=True):
+        _close(got, 2 * expected, 1e-13)
+    edges = [(a, b.at[1, 1].set(-1.0)), (a.at[1, 1].set(np.inf), b), (a.at[1, 1].set(np.nan), b)]
+    for pair in edges:
+        for got, expected in zip(
+            _jax_step(loss, *pair), _jax_step(closed_form, *pair), strict=True
+        ):
+            _close(got, expected, 1e-13)
+
+
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("sigmoid_bce", {"pos_weight": [2.0] * SHAPE[-1]}),
+        ("sigmoid_bce", {"class_weight": [0.5] * SHAPE[-1]}),
+        ("multilabel_soft_margin", {"class_weight": [0.5] * SHAPE[-1]}),
+    ],
+    ids=str,
+)
+def test_jax_bce_kernel_leaves_per_class_factors_to_the_spec(name, params):
+    pytest.importorskip("jax")
+    assert mlloss.get(name, backend="jax", **params)._kernel(_ops("jax")) is None
 
 
 def test_jax_multilabel_hinge_kernel_only_for_many_pairs(monkeypatch):
