@@ -660,12 +660,11 @@ def test_jax_bce_kernel_takes_soft_targets_in_its_plain_form(name, monkeypatch):
     y = np.random.default_rng(2).random(SHAPE)
     y[0, :3] = [0.0, 1.0, 0.5]
     closed_form = _closed_form("jax", name, {}, "sum")
+    loss = mlloss.get(name, backend="jax", reduction="sum")
     for dtype in (np.float64, np.float32):
         a, b = jax.numpy.asarray(x.astype(dtype)), jax.numpy.asarray(y.astype(dtype))
-        loss = mlloss.get(name, backend="jax", reduction="sum")
-        got, expected = _jax_step(loss, a, b), _jax_step(closed_form, a, b)
-        for g, e in zip(got, expected, strict=True):
-            _close(g, e, RTOL[dtype])
+        for got, expected in zip(_jax_step(loss, a, b), _jax_step(closed_form, a, b), strict=True):
+            _close(got, expected, RTOL[dtype])
     loss = _with_plain_doubled(jax_kernels.WHOLE, name, "jax", monkeypatch)
     a, b = jax.numpy.asarray(x), jax.numpy.asarray(y)
     for got, expected in zip(_jax_step(loss, a, b), _jax_step(closed_form, a, b), strict=True):
