@@ -290,14 +290,11 @@ def _two_way_in_blocks(ops: Any, x: jax.Array, y: jax.Array, tp: float, tn: floa
     lowest = jnp.full((), below, x.dtype)
     columns = jnp.zeros((1, classes), x.dtype)
     m_n, m_p, column_count = _over_row_blocks(largest, (lowest, lowest, columns), x, y, block)
-    # a set the batch lacks is never shifted (it has no entries): 0 stands in
-    m_n = jnp.where(m_n > below, m_n, 0.0)
-    m_p = jnp.where(m_p > below, m_p, 0.0)
+    m_n, m_p = ranking_math.two_way_shift(ops, m_n), ranking_math.two_way_shift(ops, m_p)
 
     def exponentials(xb, yb):
         positive, z = sets(xb, yb)
-        e_n = jnp.exp(jnp.where(positive, below, z - m_n))
-        return e_n, jnp.exp(jnp.where(positive, z - m_p, below))
+        return ranking_math.two_way_exponentials(ops, z, positive, m_n, m_p)
 
     def sums(carry, xb, yb, start):
         column_n, column_p, row_n, row_p, row_count = carry

@@ -165,16 +165,9 @@ def two_way_shared(ops: Any, x: Any, y: Any, tp: float, tn: float) -> tuple[Any,
     positive = y > 0.5
     z = two_way_z(ops, x, positive, tp, tn)
     below = float("-inf")
-    m_n = ops.max(ops.where(positive, below, z))
-    m_p = ops.max(ops.where(positive, z, below))
-    # a set the batch lacks is never shifted (it has no entries): 0 stands in
-    m_n = ops.where(m_n > below, m_n, 0.0)
-    m_p = ops.where(m_p > below, m_p, 0.0)
-    # each set's exponentials apart (0 outside it), each written once for the sums along
-    # both axes and the gradient; one array of both and two masked copies of it cost XLA
-    # on the CPU a write and a read more (4096x1000 float32 JAX: 29 -> 27 ms)
-    e_n = ops.exp(ops.where(positive, below, z - m_n))
-    e_p = ops.exp(ops.where(positive, z - m_p, below))
+    m_n = two_way_shift(ops, ops.max(ops.where(positive, below, z)))
+    m_p = two_way_shift(ops, ops.max(ops.where(positive, z, below)))
+    e_n, e_p = two_way_exponentials(ops, z, positive, m_n, m_p)
     # every label is 0 or 1 here: the labels' sum counts the positives (a sum of the labels
     # fuses into XLA's reduction, where a 0/1 array made from the comparison was written out)
     labels = ops.cast(y, ops.dtype_name(x))
@@ -185,6 +178,21 @@ def two_way_shared(ops: Any, x: Any, y: Any, tp: float, tn: float) -> tuple[Any,
     total, holds, f_n, f_p = two_way_shares(ops, m_n, m_p, slices, x.shape, tp, tn)
     # one of the two terms is 0
     return total, e_n * (f_n[0] + f_n[1]) - e_p * (f_p[0] + f_p[1]), holds
+
+
+def two_way_shift(ops: Any, m: Any) -> Any:
+    """A set's shift from its largest z: a set the batch lacks is never shifted (it has no
+    entries, and its largest z is -inf): 0 stands in."""
+    return ops.where(m > float("-inf"), m, 0.0)
+
+
+def two_way_exponentials(ops: Any, z: Any, positive: Any, m_n: Any, m_p: Any) -> tuple[Any, Any]:
+    """Each set's exponentials ``exp(z - m)`` apart, 0 outside it: each written once for the
+    sums along both axes and the gradient (one array of both and two masked copies of it
+    cost XLA on the CPU a write and a read more: 4096x1000 float32 JAX, 29 -> 27 ms)."""
+    below = float("-inf")
+    e_n = ops.exp(ops.where(positive, below, z - m_n))
+    return e_n, ops.exp(ops.where(positive, z - m_p, below))
 
 
 def two_way_shares(
@@ -292,9 +300,11 @@ __all__ = [
     "bp_mll_plain",
     "lsep_plain",
     "multilabel_hinge_plain",
+    "two_way_exponentials",
     "two_way_plain",
     "two_way_shared",
     "two_way_shares",
+    "two_way_shift",
     "two_way_z",
     "zlpr_plain",
 ]
