@@ -83,7 +83,12 @@ def _block(x: np.ndarray, y: np.ndarray, margin: float, grad: np.ndarray) -> np.
     # negatives among those
     positives_after = negatives_so_far - positions.astype(np.int32)
     positives_after += classes - 1 - negatives_so_far[..., -1:]
-    counts = np.where(is_negative, positives_after, -negatives_so_far)
+    # the counts: positives_after at a negative, -negatives_so_far at a positive, in place
+    # as (positives_after + negatives_so_far) is_negative - negatives_so_far (exact in int32;
+    # np.where's select into a fresh array took about 4% more of the whole, 4096x1000)
+    positives_after += negatives_so_far
+    positives_after *= is_negative
+    counts = np.subtract(positives_after, negatives_so_far, out=positives_after)
     # exact in float32; a flat scatter (grad is C-contiguous) is about 3x faster than
     # put_along_axis's
     grad.reshape(-1)[column.reshape(-1)] = counts.reshape(-1)
